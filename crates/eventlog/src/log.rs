@@ -1,0 +1,62 @@
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::{LogError, OutRecord, Position, Record};
+
+/// An append-only, partitioned log of records with consumer groups.
+///
+/// Every backend keeps these promises, checked by [`crate::conformance`]:
+/// - records with the same key go to the same partition and are read in the order appended;
+/// - each consumer group has its own committed position per partition, untouched by other groups;
+/// - a new subscription of a group starts at the group's committed position, so whatever was read
+///   and not committed is delivered again.
+#[async_trait]
+pub trait EventLog: Send + Sync + 'static {
+    /// The log's URL, without secrets, for messages and reports.
+    fn describe(&self) -> String;
+
+    /// Create the topic if it does not exist yet (with the backend's partition count).
+    async fn ensure_topic(&self, topic: &str) -> Result<(), LogError>;
+
+    /// Append records to a topic, in order, durably. Returns where each record went.
+    async fn append(&self, topic: &str, records: Vec<OutRecord>) -> Result<Vec<Position>, LogError>;
+
+    /// Join `group` to read `topics`, starting from the group's committed positions.
+    async fn subscribe(&self, group: &str, topics: &[&str]) -> Result<Box<dyn Subscription>, LogError>;
+
+    /// The next offset to be written, per partition of the topic (index = partition).
+    async fn end_offsets(&self, topic: &str) -> Result<Vec<u64>, LogError>;
+
+    /// The group's committed next offset per partition of the topic (0 where none).
+    async fn committed(&self, group: &str, topic: &str) -> Result<Vec<u64>, LogError>;
+
+    /// Read up to `max` records of one partition from `offset`, outside any group.
+    async fn read(&self, topic: &str, partition: u32, offset: u64, max: usize) -> Result<Vec<Record>, LogError>;
+
+    /// Every topic in the log.
+    async fn topics(&self) -> Result<Vec<String>, LogError>;
+
+    /// How many records the group has yet to read on the topic.
+    async fn lag(&self, group: &str, topic: &str) -> Result<u64, LogError> {
+        let end = self.end_offsets(topic).await?;
+        let committed = self.committed(group, topic).await?;
+        Ok(end
+            .iter()
+            .enumerate()
+            .map(|(p, e)| e.saturating_sub(committed.get(p).copied().unwrap_or(0)))
+            .sum())
+    }
+}
+
+/// One member of a consumer group.
+#[async_trait]
+pub trait Subscription: Send {
+    /// Up to `max` records not yet returned by this subscription, waiting at most `timeout` for
+    /// the first one. An empty batch means nothing arrived in time.
+    async fn poll(&mut self, max: usize, timeout: Duration) -> Result<Vec<Record>, LogError>;
+
+    /// Store the group's next positions. Call only once the effects of every record before them
+    /// are durable.
+    async fn commit(&mut self, positions: &[Position]) -> Result<(), LogError>;
+}

@@ -1,0 +1,60 @@
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::Connection;
+
+use crate::LogError;
+
+/// Open a connection with the settings every connection to the log uses.
+pub(super) fn connect(path: &Path) -> Result<Connection, LogError> {
+    let open = |source| LogError::Open {
+        path: path.to_path_buf(),
+        source,
+    };
+    let conn = Connection::open(path).map_err(open)?;
+    conn.busy_timeout(Duration::from_secs(10)).map_err(open)?;
+    conn.pragma_update(None, "journal_mode", "WAL").map_err(open)?;
+    conn.pragma_update(None, "synchronous", "NORMAL").map_err(open)?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+pub(super) fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS topics (
+             id         INTEGER PRIMARY KEY,
+             name       TEXT NOT NULL UNIQUE,
+             partitions INTEGER NOT NULL
+         );
+         CREATE TABLE IF NOT EXISTS records (
+             topic_id  INTEGER NOT NULL,
+             partition INTEGER NOT NULL,
+             offset    INTEGER NOT NULL,
+             key       TEXT,
+             ts        INTEGER NOT NULL,
+             headers   TEXT NOT NULL,
+             payload   BLOB NOT NULL,
+             PRIMARY KEY (topic_id, partition, offset)
+         ) WITHOUT ROWID;
+         CREATE TABLE IF NOT EXISTS groups (
+             name       TEXT PRIMARY KEY,
+             generation INTEGER NOT NULL
+         );
+         CREATE TABLE IF NOT EXISTS offsets (
+             grp         TEXT NOT NULL,
+             topic_id    INTEGER NOT NULL,
+             partition   INTEGER NOT NULL,
+             next_offset INTEGER NOT NULL,
+             PRIMARY KEY (grp, topic_id, partition)
+         ) WITHOUT ROWID;",
+    )
+}
+
+/// Headers are stored as a JSON array of `[name, value]` pairs: readable with the sqlite3 shell.
+pub(super) fn encode_headers(headers: &[(String, String)]) -> String {
+    serde_json::to_string(headers).unwrap_or_else(|_| "[]".into())
+}
+
+pub(super) fn decode_headers(text: &str) -> Vec<(String, String)> {
+    serde_json::from_str(text).unwrap_or_default()
+}

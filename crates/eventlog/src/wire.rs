@@ -1,0 +1,1 @@
+//! wire: placeholder until domain lands
