@@ -1,1 +1,65 @@
-fn main() {}
+//! `returns`: the event-sourced returns pipeline from the command line.
+
+mod cmd;
+mod config;
+mod shutdown;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Global;
+
+#[derive(Parser)]
+#[command(name = "returns", version, about = "Event-sourced returns across four teams, on an event log")]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Publish returns and run all four teams in one process; report what each team did.
+    Demo(cmd::demo::Args),
+    /// Publish refund requests to `returnOrders` as User Support.
+    Publish(cmd::publish::Args),
+    /// Run one team until Ctrl-C or SIGTERM.
+    Run(cmd::run::Args),
+    /// Dead-letter records: what the teams set aside and why.
+    Dlq {
+        #[command(subcommand)]
+        command: cmd::dlq::Command,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("RETURNS_TRACE").unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Demo(args) => cmd::demo::run(&cli.global, args).await,
+            Command::Publish(args) => cmd::publish::run(&cli.global, args).await,
+            Command::Run(args) => cmd::run::run(&cli.global, args).await,
+            Command::Dlq { command } => cmd::dlq::run(&cli.global, command).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,1 +1,30 @@
-//! placeholder
+//! The running side of the event-sourced model.
+//!
+//! - [`Publisher`]: User Support appends `RefundRequest`s to `returnOrders`.
+//! - [`TeamService`]: one team as a consumer group of `returnOrders`. For each batch it applies
+//!   the team's pure rule inside one transaction of the team's own store ([`TeamStore`]): the
+//!   effect, the ids of the events handled, and the team's outgoing events (its outbox). Only
+//!   then does it commit its position in the log.
+//! - [`relay`]: moves a team's outbox to the team's own topic, its audit trail.
+//!
+//! Invariants: a redelivered event never produces a second effect (dedup by event id in the
+//! same transaction as the effect); an outgoing event is created once, with its id, inside that
+//! transaction, so a relay that dies half-way publishes the same event again, never a new one;
+//! a record that cannot be read is dead-lettered, and the records around it go on.
+
+mod error;
+pub mod faults;
+pub mod metrics;
+mod publisher;
+pub mod relay;
+pub mod store;
+mod team_service;
+mod teams;
+
+pub use error::ServiceError;
+pub use faults::{CrashPoint, Faults};
+pub use metrics::TeamMetrics;
+pub use publisher::Publisher;
+pub use store::TeamStore;
+pub use team_service::{TeamConfig, TeamService};
+pub use teams::{spawn_team, TeamName};

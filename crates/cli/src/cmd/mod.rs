@@ -1,0 +1,4 @@
+pub mod demo;
+pub mod dlq;
+pub mod publish;
+pub mod run;

@@ -1,1 +1,0 @@
-//! wire: placeholder until domain lands

@@ -1,0 +1,48 @@
+use std::path::PathBuf;
+
+use returns_eventlog::LogError;
+
+use crate::faults::CrashPoint;
+
+/// Why a service stopped or an operation failed. Business rejections are never errors: they are
+/// events in the team's log.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error("the {team} store at {path} failed: {source}")]
+    Store {
+        team: &'static str,
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("unknown team `{0}` (expected sales, inventory, manufacturing or accounting)")]
+    UnknownTeam(String),
+    /// A crash injected by a test at a named point: the service stops as abruptly as a killed
+    /// process would, without committing or draining anything.
+    #[error("injected crash at {0:?}")]
+    InjectedCrash(CrashPoint),
+    #[error("a background task of the {0} team failed to finish")]
+    Task(&'static str),
+}
+
+impl ServiceError {
+    /// A failure that may pass if the same work is tried again later.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ServiceError::Log(e) => e.is_transient(),
+            ServiceError::Store { source, .. } => matches!(
+                source.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+            ),
+            _ => false,
+        }
+    }
+}

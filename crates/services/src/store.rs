@@ -1,0 +1,357 @@
+//! A team's own store: one SQLite file per team, which no other team opens.
+//!
+//! | table | holds |
+//! |---|---|
+//! | `processed` | the id of every event the team handled (decided or dead-lettered) |
+//! | `state` | the team's state, one row per key its rule reads (an order, a model, a serial, a month) |
+//! | `effects` | one row per decision: what the team did for a return, as its event |
+//! | `outbox` | outgoing records not yet appended to the log (see [`crate::relay`]) |
+//!
+//! [`TeamStore::apply`] writes all four for a batch in one transaction.
+
+use std::collections::{BTreeMap, HashMap};
+use std::marker::PhantomData;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use returns_domain::{Outcome, RefundRequest, Team};
+use returns_eventlog::envelope::Envelope;
+use returns_eventlog::wire::{self, WireError};
+use returns_eventlog::{dead_letter_topic, team_group, team_topic, Record, RETURN_ORDERS};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+
+use crate::faults::{CrashPoint, Faults};
+use crate::ServiceError;
+
+/// One record read from `returnOrders`, decoded.
+#[derive(Debug, Clone)]
+pub enum Input {
+    Request {
+        envelope: Envelope,
+        request: Box<RefundRequest>,
+    },
+    /// A record that is not a readable `RefundRequest`: it is set aside, never retried.
+    Bad {
+        envelope: Envelope,
+        record: Record,
+        error: WireError,
+    },
+}
+
+impl Input {
+    pub fn decode(record: Record) -> Input {
+        match wire::decode_refund_request(&record) {
+            (envelope, Ok(request)) => Input::Request {
+                envelope,
+                request: Box::new(request),
+            },
+            (envelope, Err(error)) => Input::Bad {
+                envelope,
+                record,
+                error,
+            },
+        }
+    }
+}
+
+/// A decision the batch made.
+#[derive(Debug, Clone)]
+pub struct Decided {
+    pub return_id: String,
+    pub outcome: Outcome,
+    /// When the request was published (its event time), unix microseconds.
+    pub published_at_us: i64,
+}
+
+/// What one batch did.
+#[derive(Debug, Default, Clone)]
+pub struct BatchReport {
+    pub decided: Vec<Decided>,
+    pub duplicates: u64,
+    pub dead_lettered: u64,
+}
+
+pub struct TeamStore<T: Team> {
+    conn: Connection,
+    path: PathBuf,
+    team: PhantomData<fn() -> T>,
+}
+
+/// The file of a team's store in the data directory.
+pub fn store_path(dir: &Path, team: &str) -> PathBuf {
+    dir.join(format!("{team}.db"))
+}
+
+pub(crate) fn connect(team: &'static str, path: &Path) -> Result<Connection, ServiceError> {
+    let err = |source| ServiceError::Store {
+        team,
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|source| ServiceError::DataDir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+    }
+    let conn = Connection::open(path).map_err(err)?;
+    conn.busy_timeout(Duration::from_secs(10)).map_err(err)?;
+    conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
+    conn.pragma_update(None, "synchronous", "NORMAL").map_err(err)?;
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS processed (
+             event_id  TEXT PRIMARY KEY,
+             return_id TEXT,
+             outcome   TEXT NOT NULL,
+             at_ms     INTEGER NOT NULL
+         ) WITHOUT ROWID;
+         CREATE TABLE IF NOT EXISTS state (
+             key   TEXT PRIMARY KEY,
+             value TEXT NOT NULL
+         ) WITHOUT ROWID;
+         CREATE TABLE IF NOT EXISTS effects (
+             seq        INTEGER PRIMARY KEY,
+             event_id   TEXT NOT NULL UNIQUE,
+             caused_by  TEXT NOT NULL,
+             return_id  TEXT NOT NULL,
+             kind       TEXT NOT NULL,
+             rejection  TEXT,
+             event      TEXT NOT NULL,
+             at_ms      INTEGER NOT NULL
+         );
+         CREATE INDEX IF NOT EXISTS effects_by_return ON effects (return_id);
+         CREATE TABLE IF NOT EXISTS outbox (
+             seq     INTEGER PRIMARY KEY,
+             topic   TEXT NOT NULL,
+             key     TEXT NOT NULL,
+             headers TEXT NOT NULL,
+             payload BLOB NOT NULL
+         );",
+    )
+    .map_err(err)?;
+    Ok(conn)
+}
+
+pub(crate) fn now_us() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1000) as i64
+}
+
+impl<T: Team> TeamStore<T> {
+    /// Open (or create) the team's store in the data directory.
+    pub fn open(dir: &Path) -> Result<Self, ServiceError> {
+        let path = store_path(dir, T::NAME);
+        let conn = connect(T::NAME, &path)?;
+        Ok(TeamStore {
+            conn,
+            path,
+            team: PhantomData,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn err(&self) -> impl Fn(rusqlite::Error) -> ServiceError + '_ {
+        |source| ServiceError::Store {
+            team: T::NAME,
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// Apply a batch in one transaction: skip events already processed, decide the others with
+    /// the team's rule, and write effects, state, processed ids and outgoing records together.
+    pub fn apply(&mut self, inputs: &[Input], faults: &Faults) -> Result<BatchReport, ServiceError> {
+        let path = self.path.clone();
+        let err = |source| ServiceError::Store {
+            team: T::NAME,
+            path: path.clone(),
+            source,
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(err)?;
+        let at_ms = now_us() / 1000;
+        let mut report = BatchReport::default();
+        let mut states: HashMap<String, (T::State, bool)> = HashMap::new();
+        {
+            let mut mark = tx
+                .prepare_cached("INSERT OR IGNORE INTO processed (event_id, return_id, outcome, at_ms) VALUES (?1, ?2, ?3, ?4)")
+                .map_err(err)?;
+            let mut load = tx.prepare_cached("SELECT value FROM state WHERE key = ?1").map_err(err)?;
+            let mut effect = tx
+                .prepare_cached(
+                    "INSERT INTO effects (event_id, caused_by, return_id, kind, rejection, event, at_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )
+                .map_err(err)?;
+            let mut outbox = tx
+                .prepare_cached("INSERT INTO outbox (topic, key, headers, payload) VALUES (?1, ?2, ?3, ?4)")
+                .map_err(err)?;
+            let own_topic = team_topic(T::NAME);
+            for input in inputs {
+                match input {
+                    Input::Request { envelope, request } => {
+                        let return_id = request.return_id.to_string();
+                        if mark
+                            .execute(params![envelope.id, return_id, "decided", at_ms])
+                            .map_err(err)?
+                            == 0
+                        {
+                            report.duplicates += 1;
+                            continue;
+                        }
+                        let key = T::key(request);
+                        let key_text = key.to_string();
+                        if !states.contains_key(&key_text) {
+                            let stored: Option<String> =
+                                load.query_row([&key_text], |r| r.get(0)).optional().map_err(err)?;
+                            let state = match stored {
+                                Some(json) => serde_json::from_str(&json).map_err(|e| {
+                                    err(rusqlite::Error::FromSqlConversionFailure(
+                                        0,
+                                        rusqlite::types::Type::Text,
+                                        Box::new(e),
+                                    ))
+                                })?,
+                                None => T::initial(&key),
+                            };
+                            states.insert(key_text.clone(), (state, false));
+                        }
+                        let (state, dirty) = states.get_mut(&key_text).expect("loaded above");
+                        let event = T::decide(state, request);
+                        T::evolve(state, &event);
+                        *dirty = true;
+                        let outcome = T::outcome(&event);
+                        let out_env = Envelope::new(wire::team_event_type::<T>(&event), format!("/returns/{}", T::NAME))
+                            .correlated(return_id.clone())
+                            .caused_by(envelope.id.clone());
+                        let payload = wire::encode_team_event::<T>(&event);
+                        effect
+                            .execute(params![
+                                out_env.id,
+                                envelope.id,
+                                return_id,
+                                outcome.kind,
+                                outcome.rejection,
+                                std::str::from_utf8(&payload).unwrap_or_default(),
+                                at_ms
+                            ])
+                            .map_err(err)?;
+                        outbox
+                            .execute(params![own_topic, return_id, encode_headers(&out_env.to_headers()), payload])
+                            .map_err(err)?;
+                        report.decided.push(Decided {
+                            return_id,
+                            outcome,
+                            published_at_us: (envelope.time.unix_timestamp_nanos() / 1000) as i64,
+                        });
+                    }
+                    Input::Bad {
+                        envelope,
+                        record,
+                        error,
+                    } => {
+                        if mark
+                            .execute(params![envelope.id, Option::<String>::None, "dead_lettered", at_ms])
+                            .map_err(err)?
+                            == 0
+                        {
+                            report.duplicates += 1;
+                            continue;
+                        }
+                        let group = team_group(T::NAME);
+                        let mut headers = record.headers.clone();
+                        headers.extend([
+                            ("dlt_error_kind".to_string(), error.kind().to_string()),
+                            ("dlt_error".to_string(), error.to_string()),
+                            ("dlt_original_topic".to_string(), record.topic.clone()),
+                            ("dlt_original_partition".to_string(), record.partition.to_string()),
+                            ("dlt_original_offset".to_string(), record.offset.to_string()),
+                            ("dlt_original_event_id".to_string(), envelope.id.clone()),
+                            ("dlt_group".to_string(), group.clone()),
+                        ]);
+                        let key = record.key.clone().unwrap_or_else(|| envelope.id.clone());
+                        outbox
+                            .execute(params![
+                                dead_letter_topic(RETURN_ORDERS, &group),
+                                key,
+                                encode_headers(&headers),
+                                record.payload
+                            ])
+                            .map_err(err)?;
+                        report.dead_lettered += 1;
+                    }
+                }
+            }
+            let mut save = tx
+                .prepare_cached("INSERT INTO state (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+                .map_err(err)?;
+            for (key, (state, dirty)) in &states {
+                if *dirty {
+                    let json = serde_json::to_string(state).expect("team state serializes");
+                    save.execute(params![key, json]).map_err(err)?;
+                }
+            }
+        }
+        // A crash here leaves the transaction uncommitted: SQLite rolls it back.
+        faults.check(CrashPoint::InsideTransaction)?;
+        tx.commit().map_err(err)?;
+        Ok(report)
+    }
+
+    /// The team's state for one key, as its rule sees it.
+    pub fn state(&self, key: &T::Key) -> Result<T::State, ServiceError> {
+        let stored: Option<String> = self
+            .conn
+            .query_row("SELECT value FROM state WHERE key = ?1", [key.to_string()], |r| r.get(0))
+            .optional()
+            .map_err(self.err())?;
+        Ok(match stored {
+            Some(json) => serde_json::from_str(&json).expect("stored state was written by this build"),
+            None => T::initial(key),
+        })
+    }
+
+    /// How many effects each return has (a correct team has exactly one per return).
+    pub fn effects_per_return(&self) -> Result<HashMap<String, u64>, ServiceError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT return_id, COUNT(*) FROM effects GROUP BY return_id")
+            .map_err(self.err())?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))
+            .map_err(self.err())?;
+        rows.collect::<Result<_, _>>().map_err(self.err())
+    }
+
+    /// Effects by kind, over the store's whole life.
+    pub fn effects_by_kind(&self) -> Result<BTreeMap<String, u64>, ServiceError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT kind, COUNT(*) FROM effects GROUP BY kind")
+            .map_err(self.err())?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))
+            .map_err(self.err())?;
+        rows.collect::<Result<_, _>>().map_err(self.err())
+    }
+
+    /// Ids of the events processed (decided or dead-lettered).
+    pub fn processed_count(&self) -> Result<u64, ServiceError> {
+        self.conn
+            .query_row("SELECT COUNT(*) FROM processed", [], |r| r.get::<_, i64>(0))
+            .map(|n| n as u64)
+            .map_err(self.err())
+    }
+}
+
+pub(crate) fn encode_headers(headers: &[(String, String)]) -> String {
+    serde_json::to_string(headers).expect("headers serialize")
+}
+
+pub(crate) fn decode_headers(text: &str) -> Vec<(String, String)> {
+    serde_json::from_str(text).unwrap_or_default()
+}

@@ -1,0 +1,171 @@
+use std::marker::PhantomData;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use returns_domain::Team;
+use returns_eventlog::{positions_after, team_group, EventLog, Position, Record, Subscription, RETURN_ORDERS};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::faults::{CrashPoint, Faults};
+use crate::metrics::TeamMetrics;
+use crate::relay::{Outbox, Relay};
+use crate::store::{now_us, store_path, Input, TeamStore};
+use crate::ServiceError;
+
+#[derive(Debug, Clone)]
+pub struct TeamConfig {
+    /// Most records handled in one transaction.
+    pub batch_max: usize,
+    /// How long one poll waits for records before checking for shutdown again.
+    pub poll_timeout: Duration,
+}
+
+impl Default for TeamConfig {
+    fn default() -> Self {
+        TeamConfig {
+            batch_max: 2_000,
+            poll_timeout: Duration::from_millis(200),
+        }
+    }
+}
+
+/// One team, subscribed to `returnOrders` as its own consumer group.
+pub struct TeamService<T: Team> {
+    pub log: Arc<dyn EventLog>,
+    pub data_dir: PathBuf,
+    pub metrics: Arc<TeamMetrics>,
+    pub config: TeamConfig,
+    pub faults: Faults,
+    pub team: PhantomData<fn() -> T>,
+}
+
+/// Aborts the relay task if the service dies without a clean stop (as a crash would).
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl<T: Team> TeamService<T> {
+    pub fn new(log: Arc<dyn EventLog>, data_dir: PathBuf) -> Self {
+        TeamService {
+            log,
+            data_dir,
+            metrics: Arc::new(TeamMetrics::new(T::NAME)),
+            config: TeamConfig::default(),
+            faults: Faults::none(),
+            team: PhantomData,
+        }
+    }
+
+    pub fn with_metrics(mut self, metrics: Arc<TeamMetrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    pub fn with_faults(mut self, faults: Faults) -> Self {
+        self.faults = faults;
+        self
+    }
+
+    pub fn with_config(mut self, config: TeamConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Handle `returnOrders` until `shutdown`; then finish the batch in hand, commit it, empty
+    /// the outbox, and return.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), ServiceError> {
+        let dir = self.data_dir.clone();
+        let mut store = tokio::task::spawn_blocking(move || TeamStore::<T>::open(&dir))
+            .await
+            .map_err(|_| ServiceError::Task(T::NAME))??;
+        let wake = Arc::new(Notify::new());
+        let relay_stop = CancellationToken::new();
+        let relay = Relay {
+            log: Arc::clone(&self.log),
+            outbox: Outbox::open(T::NAME, store_path(&self.data_dir, T::NAME))?,
+            wake: Arc::clone(&wake),
+            metrics: Arc::clone(&self.metrics),
+            faults: self.faults.clone(),
+        };
+        let relay_task = tokio::spawn(relay.run(relay_stop.clone()));
+        let _abort_relay = AbortOnDrop(relay_task.abort_handle());
+
+        let mut sub = self.log.subscribe(&team_group(T::NAME), &[RETURN_ORDERS]).await?;
+        tracing::info!(team = T::NAME, "subscribed to {RETURN_ORDERS}");
+        loop {
+            let records = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                polled = sub.poll(self.config.batch_max, self.config.poll_timeout) => polled?,
+            };
+            if records.is_empty() {
+                continue;
+            }
+            store = self.handle_batch(store, sub.as_mut(), records, &wake).await?;
+        }
+        relay_stop.cancel();
+        relay_task.await.map_err(|_| ServiceError::Task(T::NAME))??;
+        tracing::info!(team = T::NAME, "stopped cleanly");
+        Ok(())
+    }
+
+    async fn handle_batch(
+        &self,
+        mut store: TeamStore<T>,
+        sub: &mut dyn Subscription,
+        records: Vec<Record>,
+        wake: &Notify,
+    ) -> Result<TeamStore<T>, ServiceError> {
+        let positions = positions_after(&records);
+        let inputs: Vec<Input> = records.into_iter().map(Input::decode).collect();
+        self.faults.check(CrashPoint::BeforeTransaction)?;
+        let mut backoff = Duration::from_millis(20);
+        let report = loop {
+            let faults = self.faults.clone();
+            let batch = inputs.clone();
+            let (back, result) = tokio::task::spawn_blocking(move || {
+                let r = store.apply(&batch, &faults);
+                (store, r)
+            })
+            .await
+            .map_err(|_| ServiceError::Task(T::NAME))?;
+            store = back;
+            match result {
+                Ok(report) => break report,
+                Err(e) if e.is_transient() => {
+                    tracing::warn!(team = T::NAME, error = %e, "store busy; retrying the batch");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        self.metrics.record_batch(&report, now_us());
+        wake.notify_one();
+        self.faults.check(CrashPoint::AfterTransaction)?;
+        commit_with_retry(sub, &positions).await?;
+        self.faults.check(CrashPoint::AfterCommit)?;
+        Ok(store)
+    }
+}
+
+async fn commit_with_retry(sub: &mut dyn Subscription, positions: &[Position]) -> Result<(), ServiceError> {
+    let mut backoff = Duration::from_millis(20);
+    for _ in 0..10 {
+        match sub.commit(positions).await {
+            Err(e) if e.is_transient() => {
+                tracing::warn!(error = %e, "commit failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+            other => return Ok(other?),
+        }
+    }
+    Ok(sub.commit(positions).await?)
+}
