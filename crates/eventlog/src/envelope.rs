@@ -38,7 +38,7 @@ impl Envelope {
     /// A new event happening now, with a fresh id.
     pub fn new(event_type: impl Into<String>, source: impl Into<String>) -> Self {
         Envelope {
-            id: Uuid::new_v4().to_string(),
+            id: Uuid::now_v7().to_string(),
             event_type: event_type.into(),
             source: source.into(),
             time: OffsetDateTime::now_utc(),
