@@ -93,7 +93,7 @@ impl<T: Team> TeamService<T> {
             metrics: Arc::clone(&self.metrics),
             faults: self.faults.clone(),
         };
-        let relay_task = tokio::spawn(relay.run(relay_stop.clone()));
+        let mut relay_task = tokio::spawn(relay.run(relay_stop.clone()));
         let _abort_relay = AbortOnDrop(relay_task.abort_handle());
 
         let mut sub = self.log.subscribe(&team_group(T::NAME), &[RETURN_ORDERS]).await?;
@@ -102,6 +102,11 @@ impl<T: Team> TeamService<T> {
             let records = tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
+                // The relay only ends on its own when it failed: the team stops with its error.
+                relayed = &mut relay_task => {
+                    relayed.map_err(|_| ServiceError::Task(T::NAME))??;
+                    return Err(ServiceError::Task(T::NAME));
+                }
                 polled = sub.poll(self.config.batch_max, self.config.poll_timeout) => polled?,
             };
             if records.is_empty() {
