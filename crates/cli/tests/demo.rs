@@ -1,0 +1,109 @@
+//! `returns demo` end to end, as a user runs it: the real binary on a fresh data directory.
+
+use std::path::Path;
+use std::process::Command;
+
+use returns_domain::{Accounting, Inventory, Manufacturing, Sales, Team};
+use returns_services::store::TeamStore;
+use serde_json::Value;
+
+fn returns(dir: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_returns"))
+        .args(args)
+        .env("RETURNS_DATA", dir.join("data"))
+        .env_remove("RETURNS_LOG")
+        .output()
+        .expect("run returns");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn demo_json(dir: &Path, n: u64) -> Value {
+    let (ok, stdout, stderr) = returns(dir, &["demo", "--returns", &n.to_string(), "--seed", "7", "--json"]);
+    assert!(ok, "demo failed: {stderr}");
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
+}
+
+fn effects<T: Team>(dir: &Path) -> Vec<u64> {
+    let store = TeamStore::<T>::open(&dir.join("data")).unwrap();
+    store.effects_per_return().unwrap().into_values().collect()
+}
+
+#[test]
+fn demo_reports_every_team_and_a_second_run_continues_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = demo_json(dir.path(), 500);
+    assert_eq!(first["returns"], 500);
+    assert_eq!(first["first_index"], 0);
+    assert!(first["log"].as_str().unwrap().starts_with("sqlite://"));
+    assert!(first["returns_per_sec"].as_f64().unwrap() > 0.0);
+    assert!(first["latency_ms"]["p99"].as_f64().unwrap() >= first["latency_ms"]["p50"].as_f64().unwrap());
+    for team in ["sales", "inventory", "manufacturing", "accounting"] {
+        let t = &first["teams"][team];
+        assert_eq!(t["processed"], 500, "{team}: {t}");
+        assert_eq!(t["lag"], 0, "{team}");
+        assert_eq!(t["duplicates_skipped"], 0, "{team}");
+        let effects: u64 = t["effects"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum();
+        assert_eq!(effects, 500, "{team}: one effect per return");
+    }
+    // 2% of generated returns repeat an earlier order: Sales rejects them by name.
+    let rejected = first["teams"]["sales"]["rejection_reasons"]["OrderAlreadyRefunded"].as_u64().unwrap_or(0);
+    assert!(rejected > 0, "{}", first["teams"]["sales"]);
+
+    // Again on the same data: new returns, old ones not applied twice.
+    let second = demo_json(dir.path(), 300);
+    assert_eq!(second["first_index"], 500);
+    for team in ["sales", "inventory", "manufacturing", "accounting"] {
+        assert_eq!(second["teams"][team]["processed"], 300, "{team}");
+        assert_eq!(second["teams"][team]["duplicates_skipped"], 0, "{team}");
+    }
+    for counts in [
+        effects::<Sales>(dir.path()),
+        effects::<Inventory>(dir.path()),
+        effects::<Manufacturing>(dir.path()),
+        effects::<Accounting>(dir.path()),
+    ] {
+        assert_eq!(counts.len(), 800);
+        assert!(counts.iter().all(|n| *n == 1));
+    }
+}
+
+#[test]
+fn demo_prints_a_table_per_team() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, stdout, stderr) = returns(dir.path(), &["demo", "--returns", "200"]);
+    assert!(ok, "{stderr}");
+    for needle in ["sales", "inventory", "manufacturing", "accounting", "order_refunded", "returns/s", "p99"] {
+        assert!(stdout.contains(needle), "missing {needle} in:\n{stdout}");
+    }
+}
+
+#[test]
+fn bad_lines_published_raw_are_dead_lettered_and_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.jsonl");
+    std::fs::write(&file, "This is the first message\n{\"order_id\": \"SO-1\"}\n").unwrap();
+    let (ok, _, stderr) = returns(dir.path(), &["publish", "--file", file.to_str().unwrap(), "--raw"]);
+    assert!(ok, "{stderr}");
+    let report = demo_json(dir.path(), 50);
+    assert_eq!(report["teams"]["sales"]["dead_lettered"], 2);
+    assert_eq!(report["teams"]["sales"]["processed"], 52);
+    let (ok, stdout, stderr) = returns(dir.path(), &["dlq", "list", "--team", "sales", "--json"]);
+    assert!(ok, "{stderr}");
+    let letters: Value = serde_json::from_str(&stdout).unwrap();
+    let letters = letters.as_array().unwrap();
+    assert_eq!(letters.len(), 2);
+    assert!(letters.iter().all(|l| l["error_kind"] == "malformed"), "{letters:?}");
+    assert!(letters.iter().any(|l| l["error"].as_str().unwrap().contains("order_id") || l["error"].as_str().unwrap().contains("missing field")));
+}
+
+#[test]
+fn a_bad_log_url_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, _, stderr) = returns(dir.path(), &["demo", "--log", "postgres://x"]);
+    assert!(!ok);
+    assert!(stderr.contains("unknown scheme") && stderr.contains("sqlite://"), "{stderr}");
+}
