@@ -7,7 +7,12 @@ use returns_eventlog::EventLog;
 #[derive(clap::Args, Debug, Clone)]
 pub struct Global {
     /// Directory for the teams' stores (and the embedded log, unless --log says otherwise).
-    #[arg(long, global = true, env = "RETURNS_DATA", default_value = "returns-data")]
+    #[arg(
+        long,
+        global = true,
+        env = "RETURNS_DATA",
+        default_value = "returns-data"
+    )]
     pub data: PathBuf,
     /// The event log: sqlite://DIR/log.db (default: sqlite://<data>/log.db).
     #[arg(long, global = true, env = "RETURNS_LOG")]

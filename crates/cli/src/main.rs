@@ -9,7 +9,11 @@ use clap::{Parser, Subcommand};
 use crate::config::Global;
 
 #[derive(Parser)]
-#[command(name = "returns", version, about = "Event-sourced returns across four teams, on an event log")]
+#[command(
+    name = "returns",
+    version,
+    about = "Event-sourced returns across four teams, on an event log"
+)]
 struct Cli {
     #[command(flatten)]
     global: Global,
@@ -36,11 +40,15 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("RETURNS_TRACE").unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_env("RETURNS_TRACE")
+                .unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -22,7 +22,10 @@ fn returns(dir: &Path, args: &[&str]) -> (bool, String, String) {
 }
 
 fn demo_json(dir: &Path, n: u64) -> Value {
-    let (ok, stdout, stderr) = returns(dir, &["demo", "--returns", &n.to_string(), "--seed", "7", "--json"]);
+    let (ok, stdout, stderr) = returns(
+        dir,
+        &["demo", "--returns", &n.to_string(), "--seed", "7", "--json"],
+    );
     assert!(ok, "demo failed: {stderr}");
     serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
 }
@@ -40,17 +43,27 @@ fn demo_reports_every_team_and_a_second_run_continues_the_log() {
     assert_eq!(first["first_index"], 0);
     assert!(first["log"].as_str().unwrap().starts_with("sqlite://"));
     assert!(first["returns_per_sec"].as_f64().unwrap() > 0.0);
-    assert!(first["latency_ms"]["p99"].as_f64().unwrap() >= first["latency_ms"]["p50"].as_f64().unwrap());
+    assert!(
+        first["latency_ms"]["p99"].as_f64().unwrap()
+            >= first["latency_ms"]["p50"].as_f64().unwrap()
+    );
     for team in ["sales", "inventory", "manufacturing", "accounting"] {
         let t = &first["teams"][team];
         assert_eq!(t["processed"], 500, "{team}: {t}");
         assert_eq!(t["lag"], 0, "{team}");
         assert_eq!(t["duplicates_skipped"], 0, "{team}");
-        let effects: u64 = t["effects"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum();
+        let effects: u64 = t["effects"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|v| v.as_u64().unwrap())
+            .sum();
         assert_eq!(effects, 500, "{team}: one effect per return");
     }
     // 2% of generated returns repeat an earlier order: Sales rejects them by name.
-    let rejected = first["teams"]["sales"]["rejection_reasons"]["OrderAlreadyRefunded"].as_u64().unwrap_or(0);
+    let rejected = first["teams"]["sales"]["rejection_reasons"]["OrderAlreadyRefunded"]
+        .as_u64()
+        .unwrap_or(0);
     assert!(rejected > 0, "{}", first["teams"]["sales"]);
 
     // Again on the same data: new returns, old ones not applied twice.
@@ -76,7 +89,15 @@ fn demo_prints_a_table_per_team() {
     let dir = tempfile::tempdir().unwrap();
     let (ok, stdout, stderr) = returns(dir.path(), &["demo", "--returns", "200"]);
     assert!(ok, "{stderr}");
-    for needle in ["sales", "inventory", "manufacturing", "accounting", "order_refunded", "returns/s", "p99"] {
+    for needle in [
+        "sales",
+        "inventory",
+        "manufacturing",
+        "accounting",
+        "order_refunded",
+        "returns/s",
+        "p99",
+    ] {
         assert!(stdout.contains(needle), "missing {needle} in:\n{stdout}");
     }
 }
@@ -85,8 +106,15 @@ fn demo_prints_a_table_per_team() {
 fn bad_lines_published_raw_are_dead_lettered_and_listed() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("bad.jsonl");
-    std::fs::write(&file, "This is the first message\n{\"order_id\": \"SO-1\"}\n").unwrap();
-    let (ok, _, stderr) = returns(dir.path(), &["publish", "--file", file.to_str().unwrap(), "--raw"]);
+    std::fs::write(
+        &file,
+        "This is the first message\n{\"order_id\": \"SO-1\"}\n",
+    )
+    .unwrap();
+    let (ok, _, stderr) = returns(
+        dir.path(),
+        &["publish", "--file", file.to_str().unwrap(), "--raw"],
+    );
     assert!(ok, "{stderr}");
     let report = demo_json(dir.path(), 50);
     assert_eq!(report["teams"]["sales"]["dead_lettered"], 2);
@@ -96,8 +124,14 @@ fn bad_lines_published_raw_are_dead_lettered_and_listed() {
     let letters: Value = serde_json::from_str(&stdout).unwrap();
     let letters = letters.as_array().unwrap();
     assert_eq!(letters.len(), 2);
-    assert!(letters.iter().all(|l| l["error_kind"] == "malformed"), "{letters:?}");
-    assert!(letters.iter().any(|l| l["error"].as_str().unwrap().contains("order_id") || l["error"].as_str().unwrap().contains("missing field")));
+    assert!(
+        letters.iter().all(|l| l["error_kind"] == "malformed"),
+        "{letters:?}"
+    );
+    assert!(letters
+        .iter()
+        .any(|l| l["error"].as_str().unwrap().contains("order_id")
+            || l["error"].as_str().unwrap().contains("missing field")));
 }
 
 #[test]
@@ -105,5 +139,8 @@ fn a_bad_log_url_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let (ok, _, stderr) = returns(dir.path(), &["demo", "--log", "postgres://x"]);
     assert!(!ok);
-    assert!(stderr.contains("unknown scheme") && stderr.contains("sqlite://"), "{stderr}");
+    assert!(
+        stderr.contains("unknown scheme") && stderr.contains("sqlite://"),
+        "{stderr}"
+    );
 }

@@ -80,7 +80,11 @@ async fn poll_quiet(sub: &mut dyn Subscription, wait: Duration) -> Vec<Record> {
     let deadline = tokio::time::Instant::now() + wait;
     let mut out = Vec::new();
     while tokio::time::Instant::now() < deadline {
-        out.extend(sub.poll(100, Duration::from_millis(100)).await.expect("poll"));
+        out.extend(
+            sub.poll(100, Duration::from_millis(100))
+                .await
+                .expect("poll"),
+        );
     }
     out
 }
@@ -91,7 +95,9 @@ pub async fn keys_keep_their_order(log: Arc<dyn EventLog>) {
     // Interleave 20 keys, 25 events each, appended in several batches.
     for round in 0..5 {
         let batch: Vec<_> = (0..20)
-            .flat_map(|k| (0..5).map(move |i| rec(&format!("k{k}"), &format!("k{k}:{}", round * 5 + i))))
+            .flat_map(|k| {
+                (0..5).map(move |i| rec(&format!("k{k}"), &format!("k{k}:{}", round * 5 + i)))
+            })
             .collect();
         log.append(&topic, batch).await.unwrap();
     }
@@ -122,9 +128,15 @@ pub async fn append_returns_positions_readable_by_read(log: Arc<dyn EventLog>) {
         .unwrap();
     assert_eq!(positions.len(), 3);
     assert_eq!(positions[0].partition, positions[2].partition);
-    assert!(positions[2].offset > positions[0].offset, "a later record of a key sits after it");
+    assert!(
+        positions[2].offset > positions[0].offset,
+        "a later record of a key sits after it"
+    );
     for (pos, expected) in positions.iter().zip(["1", "2", "3"]) {
-        let got = log.read(&topic, pos.partition, pos.offset, 1).await.unwrap();
+        let got = log
+            .read(&topic, pos.partition, pos.offset, 1)
+            .await
+            .unwrap();
         assert_eq!(got.len(), 1);
         assert_eq!(body(&got[0]), expected);
         assert_eq!(got[0].offset, pos.offset);
@@ -135,13 +147,20 @@ pub async fn append_returns_positions_readable_by_read(log: Arc<dyn EventLog>) {
 
 pub async fn groups_are_independent(log: Arc<dyn EventLog>) {
     let topic = unique("groups");
-    log.append(&topic, (0..30).map(|i| rec(&format!("k{i}"), &i.to_string())).collect())
-        .await
-        .unwrap();
+    log.append(
+        &topic,
+        (0..30)
+            .map(|i| rec(&format!("k{i}"), &i.to_string()))
+            .collect(),
+    )
+    .await
+    .unwrap();
     let (g1, g2) = (unique("g1"), unique("g2"));
     let mut a = log.subscribe(&g1, &[&topic]).await.unwrap();
     let got_a = poll_n(a.as_mut(), 30).await;
-    a.commit(&crate::record::positions_after(&got_a)).await.unwrap();
+    a.commit(&crate::record::positions_after(&got_a))
+        .await
+        .unwrap();
     // The second group still sees everything although the first committed all of it.
     let mut b = log.subscribe(&g2, &[&topic]).await.unwrap();
     let got_b = poll_n(b.as_mut(), 30).await;
@@ -157,29 +176,41 @@ pub async fn groups_are_independent(log: Arc<dyn EventLog>) {
 pub async fn resumes_from_committed_position(log: Arc<dyn EventLog>) {
     let topic = unique("resume");
     let group = unique("g");
-    log.append(&topic, (0..10).map(|i| rec("same", &i.to_string())).collect())
-        .await
-        .unwrap();
+    log.append(
+        &topic,
+        (0..10).map(|i| rec("same", &i.to_string())).collect(),
+    )
+    .await
+    .unwrap();
     {
         let mut sub = log.subscribe(&group, &[&topic]).await.unwrap();
         let got = poll_n(sub.as_mut(), 10).await;
         // Handle and commit only the first four.
-        sub.commit(&crate::record::positions_after(&got[..4])).await.unwrap();
+        sub.commit(&crate::record::positions_after(&got[..4]))
+            .await
+            .unwrap();
     }
     log.append(&topic, vec![rec("same", "10")]).await.unwrap();
     let mut sub = log.subscribe(&group, &[&topic]).await.unwrap();
     let got = poll_n(sub.as_mut(), 7).await;
     let bodies: Vec<_> = got.iter().map(body).collect();
     assert_eq!(bodies, ["4", "5", "6", "7", "8", "9", "10"]);
-    assert!(poll_quiet(sub.as_mut(), Duration::from_millis(300)).await.is_empty());
+    assert!(poll_quiet(sub.as_mut(), Duration::from_millis(300))
+        .await
+        .is_empty());
 }
 
 pub async fn uncommitted_records_are_redelivered(log: Arc<dyn EventLog>) {
     let topic = unique("redeliver");
     let group = unique("g");
-    log.append(&topic, (0..12).map(|i| rec(&format!("k{}", i % 4), &i.to_string())).collect())
-        .await
-        .unwrap();
+    log.append(
+        &topic,
+        (0..12)
+            .map(|i| rec(&format!("k{}", i % 4), &i.to_string()))
+            .collect(),
+    )
+    .await
+    .unwrap();
     let first: Vec<String> = {
         let mut sub = log.subscribe(&group, &[&topic]).await.unwrap();
         // A member that reads and dies before committing.
@@ -197,7 +228,11 @@ pub async fn poll_wakes_for_new_records(log: Arc<dyn EventLog>) {
     let topic = unique("wake");
     log.ensure_topic(&topic).await.unwrap();
     let mut sub = log.subscribe(&unique("g"), &[&topic]).await.unwrap();
-    assert!(sub.poll(10, Duration::from_millis(100)).await.unwrap().is_empty());
+    assert!(sub
+        .poll(10, Duration::from_millis(100))
+        .await
+        .unwrap()
+        .is_empty());
     let writer = Arc::clone(&log);
     let t = topic.clone();
     let append = tokio::spawn(async move {
@@ -212,14 +247,25 @@ pub async fn poll_wakes_for_new_records(log: Arc<dyn EventLog>) {
 pub async fn lag_counts_what_a_group_has_not_committed(log: Arc<dyn EventLog>) {
     let topic = unique("lag");
     let group = unique("g");
-    log.append(&topic, (0..9).map(|i| rec(&format!("k{i}"), &i.to_string())).collect())
-        .await
-        .unwrap();
+    log.append(
+        &topic,
+        (0..9)
+            .map(|i| rec(&format!("k{i}"), &i.to_string()))
+            .collect(),
+    )
+    .await
+    .unwrap();
     let mut sub = log.subscribe(&group, &[&topic]).await.unwrap();
     assert_eq!(log.lag(&group, &topic).await.unwrap(), 9);
     let got = poll_n(sub.as_mut(), 9).await;
-    assert_eq!(log.lag(&group, &topic).await.unwrap(), 9, "reading is not committing");
-    sub.commit(&crate::record::positions_after(&got)).await.unwrap();
+    assert_eq!(
+        log.lag(&group, &topic).await.unwrap(),
+        9,
+        "reading is not committing"
+    );
+    sub.commit(&crate::record::positions_after(&got))
+        .await
+        .unwrap();
     assert_eq!(log.lag(&group, &topic).await.unwrap(), 0);
     let committed: u64 = log.committed(&group, &topic).await.unwrap().iter().sum();
     assert_eq!(committed, 9);

@@ -68,10 +68,7 @@ impl Envelope {
             (ID.into(), self.id.clone()),
             (TYPE.into(), self.event_type.clone()),
             (SOURCE.into(), self.source.clone()),
-            (
-                TIME.into(),
-                self.time.format(&Rfc3339).unwrap_or_default(),
-            ),
+            (TIME.into(), self.time.format(&Rfc3339).unwrap_or_default()),
             (CONTENT_TYPE.into(), "application/json".into()),
         ];
         if let Some(c) = &self.correlation_id {
@@ -91,7 +88,10 @@ impl Envelope {
             .header(TIME)
             .and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok())
             .or_else(|| {
-                OffsetDateTime::from_unix_timestamp_nanos(i128::from(record.timestamp_ms) * 1_000_000).ok()
+                OffsetDateTime::from_unix_timestamp_nanos(
+                    i128::from(record.timestamp_ms) * 1_000_000,
+                )
+                .ok()
             })
             .unwrap_or(OffsetDateTime::UNIX_EPOCH);
         Envelope {
@@ -110,7 +110,11 @@ impl Envelope {
 
 /// A stable event id for a record that has none: a UUID v5 of its topic, partition and offset.
 pub fn derived_id(topic: &str, partition: u32, offset: u64) -> String {
-    Uuid::new_v5(&DERIVED_ID_NAMESPACE, format!("{topic}/{partition}/{offset}").as_bytes()).to_string()
+    Uuid::new_v5(
+        &DERIVED_ID_NAMESPACE,
+        format!("{topic}/{partition}/{offset}").as_bytes(),
+    )
+    .to_string()
 }
 
 #[cfg(test)]
@@ -140,7 +144,10 @@ mod tests {
         assert_eq!(back.source, env.source);
         assert_eq!(back.correlation_id.as_deref(), Some("r-1"));
         assert_eq!(back.causation_id.as_deref(), Some("e-0"));
-        assert_eq!(back.time.unix_timestamp_nanos() / 1000, env.time.unix_timestamp_nanos() / 1000);
+        assert_eq!(
+            back.time.unix_timestamp_nanos() / 1000,
+            env.time.unix_timestamp_nanos() / 1000
+        );
     }
 
     #[test]

@@ -20,10 +20,15 @@ pub trait EventLog: Send + Sync + 'static {
     async fn ensure_topic(&self, topic: &str) -> Result<(), LogError>;
 
     /// Append records to a topic, in order, durably. Returns where each record went.
-    async fn append(&self, topic: &str, records: Vec<OutRecord>) -> Result<Vec<Position>, LogError>;
+    async fn append(&self, topic: &str, records: Vec<OutRecord>)
+        -> Result<Vec<Position>, LogError>;
 
     /// Join `group` to read `topics`, starting from the group's committed positions.
-    async fn subscribe(&self, group: &str, topics: &[&str]) -> Result<Box<dyn Subscription>, LogError>;
+    async fn subscribe(
+        &self,
+        group: &str,
+        topics: &[&str],
+    ) -> Result<Box<dyn Subscription>, LogError>;
 
     /// The next offset to be written, per partition of the topic (index = partition).
     async fn end_offsets(&self, topic: &str) -> Result<Vec<u64>, LogError>;
@@ -32,7 +37,13 @@ pub trait EventLog: Send + Sync + 'static {
     async fn committed(&self, group: &str, topic: &str) -> Result<Vec<u64>, LogError>;
 
     /// Read up to `max` records of one partition from `offset`, outside any group.
-    async fn read(&self, topic: &str, partition: u32, offset: u64, max: usize) -> Result<Vec<Record>, LogError>;
+    async fn read(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+        max: usize,
+    ) -> Result<Vec<Record>, LogError>;
 
     /// Every topic in the log.
     async fn topics(&self) -> Result<Vec<String>, LogError>;

@@ -28,7 +28,11 @@ impl LogUrl {
             None => (rest, None),
         };
         let mut partitions = DEFAULT_PARTITIONS;
-        for pair in query.into_iter().flat_map(|q| q.split('&')).filter(|p| !p.is_empty()) {
+        for pair in query
+            .into_iter()
+            .flat_map(|q| q.split('&'))
+            .filter(|p| !p.is_empty())
+        {
             match pair.split_once('=') {
                 Some(("partitions", n)) => {
                     partitions = n

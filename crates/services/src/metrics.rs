@@ -85,10 +85,14 @@ impl TeamMetrics {
 
     pub(crate) fn record_batch(&self, report: &BatchReport, committed_at_us: i64) {
         self.batches.fetch_add(1, Ordering::Relaxed);
-        self.duplicates.fetch_add(report.duplicates, Ordering::Relaxed);
-        self.dead_lettered.fetch_add(report.dead_lettered, Ordering::Relaxed);
-        self.processed
-            .fetch_add(report.decided.len() as u64 + report.dead_lettered, Ordering::Relaxed);
+        self.duplicates
+            .fetch_add(report.duplicates, Ordering::Relaxed);
+        self.dead_lettered
+            .fetch_add(report.dead_lettered, Ordering::Relaxed);
+        self.processed.fetch_add(
+            report.decided.len() as u64 + report.dead_lettered,
+            Ordering::Relaxed,
+        );
         let mut kinds = self.kinds.lock().expect("metrics lock");
         let mut reasons = self.reasons.lock().expect("metrics lock");
         let mut hist = self.latency_us.lock().expect("metrics lock");
@@ -118,7 +122,8 @@ impl TeamMetrics {
     }
 
     pub fn snapshot(&self) -> TeamSnapshot {
-        let to_strings = |m: &BTreeMap<&'static str, u64>| m.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+        let to_strings =
+            |m: &BTreeMap<&'static str, u64>| m.iter().map(|(k, v)| (k.to_string(), *v)).collect();
         TeamSnapshot {
             processed: self.processed(),
             duplicates_skipped: self.duplicates.load(Ordering::Relaxed),

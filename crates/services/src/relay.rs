@@ -52,7 +52,9 @@ impl Outbox {
     pub fn peek(&self, max: usize) -> Result<Vec<OutboxRow>, ServiceError> {
         let mut stmt = self
             .conn
-            .prepare_cached("SELECT seq, topic, key, headers, payload FROM outbox ORDER BY seq LIMIT ?1")
+            .prepare_cached(
+                "SELECT seq, topic, key, headers, payload FROM outbox ORDER BY seq LIMIT ?1",
+            )
             .map_err(self.err())?;
         let rows = stmt
             .query_map([max as i64], |r| {
@@ -112,9 +114,10 @@ impl Relay {
         let mut backoff = Duration::from_millis(50);
         loop {
             let ob = Arc::clone(&outbox);
-            let rows = tokio::task::spawn_blocking(move || ob.lock().expect("outbox lock").peek(BATCH))
-                .await
-                .map_err(|_| ServiceError::Task("relay"))??;
+            let rows =
+                tokio::task::spawn_blocking(move || ob.lock().expect("outbox lock").peek(BATCH))
+                    .await
+                    .map_err(|_| ServiceError::Task("relay"))??;
             if rows.is_empty() {
                 if shutdown.is_cancelled() {
                     return Ok(());
@@ -146,9 +149,11 @@ impl Relay {
             }
             faults.check(CrashPoint::RelayAfterAppend)?;
             let ob = Arc::clone(&outbox);
-            tokio::task::spawn_blocking(move || ob.lock().expect("outbox lock").clear_through(last))
-                .await
-                .map_err(|_| ServiceError::Task("relay"))??;
+            tokio::task::spawn_blocking(move || {
+                ob.lock().expect("outbox lock").clear_through(last)
+            })
+            .await
+            .map_err(|_| ServiceError::Task("relay"))??;
             metrics.record_relayed(count);
         }
     }

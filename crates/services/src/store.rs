@@ -96,12 +96,17 @@ pub(crate) fn connect(team: &'static str, path: &Path) -> Result<Connection, Ser
     }
     let conn = Connection::open(path).map_err(err)?;
     conn.busy_timeout(Duration::from_secs(10)).map_err(err)?;
-    conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
-    conn.pragma_update(None, "synchronous", "NORMAL").map_err(err)?;
-    conn.pragma_update(None, "mmap_size", 1i64 << 28).map_err(err)?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(err)?;
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(err)?;
+    conn.pragma_update(None, "mmap_size", 1i64 << 28)
+        .map_err(err)?;
     // Checkpoint the WAL every ~40 MB rather than every 4 MB: fewer, larger copies.
-    conn.pragma_update(None, "wal_autocheckpoint", 10_000).map_err(err)?;
-    conn.pragma_update(None, "cache_size", -32_768).map_err(err)?;
+    conn.pragma_update(None, "wal_autocheckpoint", 10_000)
+        .map_err(err)?;
+    conn.pragma_update(None, "cache_size", -32_768)
+        .map_err(err)?;
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS processed (
              event_id  TEXT PRIMARY KEY,
@@ -165,7 +170,11 @@ impl<T: Team> TeamStore<T> {
 
     /// Apply a batch in one transaction: skip events already processed, decide the others with
     /// the team's rule, and write effects, state, processed ids and outgoing records together.
-    pub fn apply(&mut self, inputs: &[Input], faults: &Faults) -> Result<BatchReport, ServiceError> {
+    pub fn apply(
+        &mut self,
+        inputs: &[Input],
+        faults: &Faults,
+    ) -> Result<BatchReport, ServiceError> {
         let path = self.path.clone();
         let err = |source| ServiceError::Store {
             team: T::NAME,
@@ -183,7 +192,9 @@ impl<T: Team> TeamStore<T> {
             let mut mark = tx
                 .prepare_cached("INSERT OR IGNORE INTO processed (event_id, return_id, outcome, at_ms) VALUES (?1, ?2, ?3, ?4)")
                 .map_err(err)?;
-            let mut load = tx.prepare_cached("SELECT value FROM state WHERE key = ?1").map_err(err)?;
+            let mut load = tx
+                .prepare_cached("SELECT value FROM state WHERE key = ?1")
+                .map_err(err)?;
             let mut effect = tx
                 .prepare_cached(
                     "INSERT INTO effects (event_id, caused_by, return_id, kind, rejection, event, at_ms)
@@ -191,7 +202,9 @@ impl<T: Team> TeamStore<T> {
                 )
                 .map_err(err)?;
             let mut outbox = tx
-                .prepare_cached("INSERT INTO outbox (topic, key, headers, payload) VALUES (?1, ?2, ?3, ?4)")
+                .prepare_cached(
+                    "INSERT INTO outbox (topic, key, headers, payload) VALUES (?1, ?2, ?3, ?4)",
+                )
                 .map_err(err)?;
             let own_topic = team_topic(T::NAME);
             for input in inputs {
@@ -209,8 +222,10 @@ impl<T: Team> TeamStore<T> {
                         let key = T::key(request);
                         let key_text = key.to_string();
                         if !states.contains_key(&key_text) {
-                            let stored: Option<String> =
-                                load.query_row([&key_text], |r| r.get(0)).optional().map_err(err)?;
+                            let stored: Option<String> = load
+                                .query_row([&key_text], |r| r.get(0))
+                                .optional()
+                                .map_err(err)?;
                             let state = match stored {
                                 Some(json) => serde_json::from_str(&json).map_err(|e| {
                                     err(rusqlite::Error::FromSqlConversionFailure(
@@ -228,9 +243,12 @@ impl<T: Team> TeamStore<T> {
                         T::evolve(state, &event);
                         *dirty = true;
                         let outcome = T::outcome(&event);
-                        let out_env = Envelope::new(wire::team_event_type::<T>(&event), format!("/returns/{}", T::NAME))
-                            .correlated(return_id.clone())
-                            .caused_by(envelope.id.clone());
+                        let out_env = Envelope::new(
+                            wire::team_event_type::<T>(&event),
+                            format!("/returns/{}", T::NAME),
+                        )
+                        .correlated(return_id.clone())
+                        .caused_by(envelope.id.clone());
                         let payload = wire::encode_team_event::<T>(&event);
                         effect
                             .execute(params![
@@ -244,7 +262,12 @@ impl<T: Team> TeamStore<T> {
                             ])
                             .map_err(err)?;
                         outbox
-                            .execute(params![own_topic, return_id, encode_headers(&out_env.to_headers()), payload])
+                            .execute(params![
+                                own_topic,
+                                return_id,
+                                encode_headers(&out_env.to_headers()),
+                                payload
+                            ])
                             .map_err(err)?;
                         report.decided.push(Decided {
                             return_id,
@@ -258,7 +281,12 @@ impl<T: Team> TeamStore<T> {
                         error,
                     } => {
                         if mark
-                            .execute(params![envelope.id, Option::<String>::None, "dead_lettered", at_ms])
+                            .execute(params![
+                                envelope.id,
+                                Option::<String>::None,
+                                "dead_lettered",
+                                at_ms
+                            ])
                             .map_err(err)?
                             == 0
                         {
@@ -271,7 +299,10 @@ impl<T: Team> TeamStore<T> {
                             ("dlt_error_kind".to_string(), error.kind().to_string()),
                             ("dlt_error".to_string(), error.to_string()),
                             ("dlt_original_topic".to_string(), record.topic.clone()),
-                            ("dlt_original_partition".to_string(), record.partition.to_string()),
+                            (
+                                "dlt_original_partition".to_string(),
+                                record.partition.to_string(),
+                            ),
                             ("dlt_original_offset".to_string(), record.offset.to_string()),
                             ("dlt_original_event_id".to_string(), envelope.id.clone()),
                             ("dlt_group".to_string(), group.clone()),
@@ -309,11 +340,17 @@ impl<T: Team> TeamStore<T> {
     pub fn state(&self, key: &T::Key) -> Result<T::State, ServiceError> {
         let stored: Option<String> = self
             .conn
-            .query_row("SELECT value FROM state WHERE key = ?1", [key.to_string()], |r| r.get(0))
+            .query_row(
+                "SELECT value FROM state WHERE key = ?1",
+                [key.to_string()],
+                |r| r.get(0),
+            )
             .optional()
             .map_err(self.err())?;
         Ok(match stored {
-            Some(json) => serde_json::from_str(&json).expect("stored state was written by this build"),
+            Some(json) => {
+                serde_json::from_str(&json).expect("stored state was written by this build")
+            }
             None => T::initial(key),
         })
     }
@@ -325,7 +362,9 @@ impl<T: Team> TeamStore<T> {
             .prepare("SELECT return_id, COUNT(*) FROM effects GROUP BY return_id")
             .map_err(self.err())?;
         let rows = stmt
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))
+            .query_map([], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+            })
             .map_err(self.err())?;
         rows.collect::<Result<_, _>>().map_err(self.err())
     }
@@ -337,7 +376,9 @@ impl<T: Team> TeamStore<T> {
             .prepare("SELECT kind, COUNT(*) FROM effects GROUP BY kind")
             .map_err(self.err())?;
         let rows = stmt
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))
+            .query_map([], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+            })
             .map_err(self.err())?;
         rows.collect::<Result<_, _>>().map_err(self.err())
     }

@@ -4,7 +4,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use returns_domain::Team;
-use returns_eventlog::{positions_after, team_group, EventLog, Position, Record, Subscription, RETURN_ORDERS};
+use returns_eventlog::{
+    positions_after, team_group, EventLog, Position, Record, Subscription, RETURN_ORDERS,
+};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -96,7 +98,10 @@ impl<T: Team> TeamService<T> {
         let mut relay_task = tokio::spawn(relay.run(relay_stop.clone()));
         let _abort_relay = AbortOnDrop(relay_task.abort_handle());
 
-        let mut sub = self.log.subscribe(&team_group(T::NAME), &[RETURN_ORDERS]).await?;
+        let mut sub = self
+            .log
+            .subscribe(&team_group(T::NAME), &[RETURN_ORDERS])
+            .await?;
         tracing::info!(team = T::NAME, "subscribed to {RETURN_ORDERS}");
         loop {
             let records = tokio::select! {
@@ -112,10 +117,14 @@ impl<T: Team> TeamService<T> {
             if records.is_empty() {
                 continue;
             }
-            store = self.handle_batch(store, sub.as_mut(), records, &wake).await?;
+            store = self
+                .handle_batch(store, sub.as_mut(), records, &wake)
+                .await?;
         }
         relay_stop.cancel();
-        relay_task.await.map_err(|_| ServiceError::Task(T::NAME))??;
+        relay_task
+            .await
+            .map_err(|_| ServiceError::Task(T::NAME))??;
         tracing::info!(team = T::NAME, "stopped cleanly");
         Ok(())
     }
@@ -160,7 +169,10 @@ impl<T: Team> TeamService<T> {
     }
 }
 
-async fn commit_with_retry(sub: &mut dyn Subscription, positions: &[Position]) -> Result<(), ServiceError> {
+async fn commit_with_retry(
+    sub: &mut dyn Subscription,
+    positions: &[Position],
+) -> Result<(), ServiceError> {
     let mut backoff = Duration::from_millis(20);
     for _ in 0..10 {
         match sub.commit(positions).await {

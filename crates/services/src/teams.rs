@@ -19,7 +19,12 @@ pub enum TeamName {
 }
 
 impl TeamName {
-    pub const ALL: [TeamName; 4] = [TeamName::Sales, TeamName::Inventory, TeamName::Manufacturing, TeamName::Accounting];
+    pub const ALL: [TeamName; 4] = [
+        TeamName::Sales,
+        TeamName::Inventory,
+        TeamName::Manufacturing,
+        TeamName::Accounting,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -75,7 +80,9 @@ pub fn spawn_team(
     match team {
         TeamName::Sales => go::<Sales>(log, data_dir, metrics, config, faults, shutdown),
         TeamName::Inventory => go::<Inventory>(log, data_dir, metrics, config, faults, shutdown),
-        TeamName::Manufacturing => go::<Manufacturing>(log, data_dir, metrics, config, faults, shutdown),
+        TeamName::Manufacturing => {
+            go::<Manufacturing>(log, data_dir, metrics, config, faults, shutdown)
+        }
         TeamName::Accounting => go::<Accounting>(log, data_dir, metrics, config, faults, shutdown),
     }
 }

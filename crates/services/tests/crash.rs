@@ -16,20 +16,36 @@ async fn crash_then_recover<T: Team>(point: CrashPoint) {
     env.publish(11, 0..RETURNS).await;
 
     // Die at the third time the point is reached: two batches went through before.
-    let err = env.run_until_crash::<T>(Faults::crash_at(point, 3), small_batches()).await;
-    assert!(matches!(err, ServiceError::InjectedCrash(p) if p == point), "{err}");
+    let err = env
+        .run_until_crash::<T>(Faults::crash_at(point, 3), small_batches())
+        .await;
+    assert!(
+        matches!(err, ServiceError::InjectedCrash(p) if p == point),
+        "{err}"
+    );
 
     let metrics = env.run_to_end::<T>(small_batches()).await;
 
     let store = TeamStore::<T>::open(&env.data()).expect("store");
     let effects = store.effects_per_return().expect("effects");
-    assert_eq!(effects.len() as u64, RETURNS, "{point:?}: every return has an effect");
+    assert_eq!(
+        effects.len() as u64,
+        RETURNS,
+        "{point:?}: every return has an effect"
+    );
     let doubled: Vec<_> = effects.iter().filter(|(_, n)| **n != 1).collect();
-    assert!(doubled.is_empty(), "{point:?}: returns with more than one effect: {doubled:?}");
+    assert!(
+        doubled.is_empty(),
+        "{point:?}: returns with more than one effect: {doubled:?}"
+    );
 
     let published = env.read_all(&team_topic(T::NAME)).await;
     let per_return = event_ids_per_return(&published);
-    assert_eq!(per_return.len() as u64, RETURNS, "{point:?}: every return's event reached the log");
+    assert_eq!(
+        per_return.len() as u64,
+        RETURNS,
+        "{point:?}: every return's event reached the log"
+    );
     assert!(
         per_return.values().all(|ids| ids.len() == 1),
         "{point:?}: a return was published as two different events"
@@ -83,7 +99,10 @@ async fn state_after_a_crash_equals_state_without_one() {
         env.publish(5, 0..RETURNS).await;
     }
     crashed
-        .run_until_crash::<Inventory>(Faults::crash_at(CrashPoint::AfterTransaction, 4), small_batches())
+        .run_until_crash::<Inventory>(
+            Faults::crash_at(CrashPoint::AfterTransaction, 4),
+            small_batches(),
+        )
         .await;
     crashed.run_to_end::<Inventory>(small_batches()).await;
     clean.run_to_end::<Inventory>(small_batches()).await;
@@ -91,7 +110,11 @@ async fn state_after_a_crash_equals_state_without_one() {
     let b = TeamStore::<Inventory>::open(&clean.data()).unwrap();
     for model in returns_domain::catalogue::MODELS {
         let code = model.model_code();
-        assert_eq!(a.state(&code).unwrap(), b.state(&code).unwrap(), "stock of {code}");
+        assert_eq!(
+            a.state(&code).unwrap(),
+            b.state(&code).unwrap(),
+            "stock of {code}"
+        );
     }
     assert_eq!(a.effects_by_kind().unwrap(), b.effects_by_kind().unwrap());
 }

@@ -30,10 +30,22 @@ fn bad_records() -> Vec<(OutRecord, &'static str)> {
     let v99 = Envelope::new("returns.RefundRequest.v99", "/future-client").to_headers();
     vec![
         (raw("b1", vec![], b"This is the first message"), "malformed"),
-        (raw("b2", vec![], &serde_json::to_vec(&missing).unwrap()), "malformed"),
-        (raw("b3", vec![], &serde_json::to_vec(&bad_order).unwrap()), "invalid_field"),
-        (raw("b4", vec![], &serde_json::to_vec(&negative).unwrap()), "invalid_field"),
-        (raw("b5", v99, &serde_json::to_vec(&good_json).unwrap()), "unknown_version"),
+        (
+            raw("b2", vec![], &serde_json::to_vec(&missing).unwrap()),
+            "malformed",
+        ),
+        (
+            raw("b3", vec![], &serde_json::to_vec(&bad_order).unwrap()),
+            "invalid_field",
+        ),
+        (
+            raw("b4", vec![], &serde_json::to_vec(&negative).unwrap()),
+            "invalid_field",
+        ),
+        (
+            raw("b5", v99, &serde_json::to_vec(&good_json).unwrap()),
+            "unknown_version",
+        ),
         (raw("b6", vec![], b"\xff\xfe not utf-8"), "malformed"),
     ]
 }
@@ -41,11 +53,21 @@ fn bad_records() -> Vec<(OutRecord, &'static str)> {
 async fn check_team<T: Team>(env: &Env, good: u64, bad: &[(OutRecord, &'static str)]) {
     let metrics = env.run_to_end::<T>(small_batches()).await;
     let snap = metrics.snapshot();
-    assert_eq!(snap.dead_lettered, bad.len() as u64, "{}: {snap:?}", T::NAME);
+    assert_eq!(
+        snap.dead_lettered,
+        bad.len() as u64,
+        "{}: {snap:?}",
+        T::NAME
+    );
     assert_eq!(snap.processed, good + bad.len() as u64);
 
     let store = TeamStore::<T>::open(&env.data()).unwrap();
-    assert_eq!(store.effects_per_return().unwrap().len() as u64, good, "{}: every good return handled", T::NAME);
+    assert_eq!(
+        store.effects_per_return().unwrap().len() as u64,
+        good,
+        "{}: every good return handled",
+        T::NAME
+    );
 
     let letters = env
         .read_all(&dead_letter_topic(RETURN_ORDERS, &team_group(T::NAME)))
@@ -56,11 +78,23 @@ async fn check_team<T: Team>(env: &Env, good: u64, bad: &[(OutRecord, &'static s
             .iter()
             .find(|l| l.key.as_deref() == Some(record.key.as_str()))
             .unwrap_or_else(|| panic!("{}: no dead letter for {}", T::NAME, record.key));
-        assert_eq!(letter.header("dlt_error_kind"), Some(*kind), "{}", record.key);
+        assert_eq!(
+            letter.header("dlt_error_kind"),
+            Some(*kind),
+            "{}",
+            record.key
+        );
         assert!(!letter.header("dlt_error").unwrap_or("").is_empty());
         assert_eq!(letter.header("dlt_original_topic"), Some(RETURN_ORDERS));
-        assert!(letter.header("dlt_original_offset").unwrap().parse::<u64>().is_ok());
-        assert_eq!(letter.payload, record.payload, "the original bytes are kept");
+        assert!(letter
+            .header("dlt_original_offset")
+            .unwrap()
+            .parse::<u64>()
+            .is_ok());
+        assert_eq!(
+            letter.payload, record.payload,
+            "the original bytes are kept"
+        );
     }
 }
 
@@ -90,7 +124,11 @@ async fn a_redelivered_bad_record_is_dead_lettered_once() {
         .unwrap();
     env.run_to_end::<Sales>(small_batches()).await;
     // Rewind the group by hand: a new member that never saw the commit (as after a lost commit).
-    let mut sub = env.log.subscribe(&team_group(Sales::NAME), &[RETURN_ORDERS]).await.unwrap();
+    let mut sub = env
+        .log
+        .subscribe(&team_group(Sales::NAME), &[RETURN_ORDERS])
+        .await
+        .unwrap();
     let rewind: Vec<_> = (0..3)
         .map(|p| returns_eventlog::Position {
             topic: RETURN_ORDERS.into(),

@@ -31,7 +31,9 @@ async fn stop_mid_stream_then_resume() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     stop.cancel();
-    task.await.unwrap().expect("a stop request ends the service with Ok");
+    task.await
+        .unwrap()
+        .expect("a stop request ends the service with Ok");
 
     let handled = metrics.processed();
     let committed: u64 = env
@@ -41,16 +43,36 @@ async fn stop_mid_stream_then_resume() {
         .unwrap()
         .iter()
         .sum();
-    assert_eq!(committed, handled, "everything handled was committed, nothing more");
-    let outbox = Outbox::open(Manufacturing::NAME, store_path(&env.data(), Manufacturing::NAME)).unwrap();
-    assert!(outbox.is_empty().unwrap(), "the outbox was emptied before exit");
-    assert_eq!(env.read_all(&team_topic(Manufacturing::NAME)).await.len() as u64, handled);
+    assert_eq!(
+        committed, handled,
+        "everything handled was committed, nothing more"
+    );
+    let outbox = Outbox::open(
+        Manufacturing::NAME,
+        store_path(&env.data(), Manufacturing::NAME),
+    )
+    .unwrap();
+    assert!(
+        outbox.is_empty().unwrap(),
+        "the outbox was emptied before exit"
+    );
+    assert_eq!(
+        env.read_all(&team_topic(Manufacturing::NAME)).await.len() as u64,
+        handled
+    );
 
-    let rest = env.run_to_end::<Manufacturing>(small_batches()).await.snapshot();
+    let rest = env
+        .run_to_end::<Manufacturing>(small_batches())
+        .await
+        .snapshot();
     assert_eq!(rest.duplicates_skipped, 0, "no gap and no overlap");
     assert_eq!(handled + rest.processed, 600);
     let store = TeamStore::<Manufacturing>::open(&env.data()).unwrap();
-    assert!(store.effects_per_return().unwrap().values().all(|n| *n == 1));
+    assert!(store
+        .effects_per_return()
+        .unwrap()
+        .values()
+        .all(|n| *n == 1));
     let per_return = event_ids_per_return(&env.read_all(&team_topic(Manufacturing::NAME)).await);
     assert_eq!(per_return.len(), 600);
 }

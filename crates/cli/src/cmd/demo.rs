@@ -92,7 +92,10 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
         let n = PUBLISH_CHUNK.min(args.returns - published);
         let start = first_index + published;
         let batch: Vec<_> = generator.requests(start..start + n).collect();
-        publisher.publish(&batch).await.context("publishing returns")?;
+        publisher
+            .publish(&batch)
+            .await
+            .context("publishing returns")?;
         published += n;
         bars.published.set_position(published);
         bars.tick(&metrics);
@@ -131,7 +134,16 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
         eprintln!("interrupted: teams committed what they handled; run again to continue");
     }
 
-    let report = build_report(log.as_ref(), &args, first_index, published, publish_secs, elapsed, &metrics).await?;
+    let report = build_report(
+        log.as_ref(),
+        &args,
+        first_index,
+        published,
+        publish_secs,
+        elapsed,
+        &metrics,
+    )
+    .await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -251,9 +263,11 @@ impl Bars {
         } else {
             ProgressDrawTarget::stderr()
         });
-        let style = ProgressStyle::with_template("{prefix:>14} [{bar:40.cyan/blue}] {pos:>7}/{len:7} {per_sec:>12}")
-            .expect("valid template")
-            .progress_chars("=> ");
+        let style = ProgressStyle::with_template(
+            "{prefix:>14} [{bar:40.cyan/blue}] {pos:>7}/{len:7} {per_sec:>12}",
+        )
+        .expect("valid template")
+        .progress_chars("=> ");
         let bar = |name: &str| {
             let b = multi.add(ProgressBar::new(total));
             b.set_style(style.clone());

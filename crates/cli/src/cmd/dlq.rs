@@ -36,7 +36,10 @@ impl DeadLetter {
         let h = |k: &str| r.header(k).unwrap_or("").to_string();
         let mut payload = String::from_utf8_lossy(&r.payload).into_owned();
         if payload.len() > 120 {
-            let cut = (0..=120).rev().find(|i| payload.is_char_boundary(*i)).unwrap_or(0);
+            let cut = (0..=120)
+                .rev()
+                .find(|i| payload.is_char_boundary(*i))
+                .unwrap_or(0);
             payload.truncate(cut);
             payload.push('…');
         }
@@ -91,7 +94,10 @@ pub async fn run(global: &Global, command: Command) -> anyhow::Result<()> {
     for d in &letters {
         table.add_row(vec![
             d.group.clone(),
-            format!("{}/{}@{}", d.original_topic, d.original_partition, d.original_offset),
+            format!(
+                "{}/{}@{}",
+                d.original_topic, d.original_partition, d.original_offset
+            ),
             format!("{}: {}", d.error_kind, d.error),
             d.payload.clone(),
         ]);

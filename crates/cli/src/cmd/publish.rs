@@ -52,8 +52,9 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
         Some(path) => {
             let mut requests = Vec::new();
             for (n, line) in read_lines(path)? {
-                let dto: RefundRequestV1 = serde_json::from_str(&line)
-                    .with_context(|| format!("{}:{n}: not a RefundRequest v1 JSON object", path.display()))?;
+                let dto: RefundRequestV1 = serde_json::from_str(&line).with_context(|| {
+                    format!("{}:{n}: not a RefundRequest v1 JSON object", path.display())
+                })?;
                 let req = RefundRequest::try_from(dto)
                     .with_context(|| format!("{}:{n}: invalid RefundRequest", path.display()))?;
                 req.validate()
@@ -80,13 +81,18 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
             .collect();
         println!("{}", serde_json::to_string(&out)?);
     } else {
-        println!("published {} record(s) to {RETURN_ORDERS} on {}", positions.len(), log.describe());
+        println!(
+            "published {} record(s) to {RETURN_ORDERS} on {}",
+            positions.len(),
+            log.describe()
+        );
     }
     Ok(())
 }
 
 fn read_lines(path: &PathBuf) -> anyhow::Result<Vec<(usize, String)>> {
-    let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut out = Vec::new();
     for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
         let line = line.with_context(|| format!("cannot read {}", path.display()))?;
@@ -95,7 +101,10 @@ fn read_lines(path: &PathBuf) -> anyhow::Result<Vec<(usize, String)>> {
         }
     }
     if out.is_empty() {
-        bail!("{} has no records (one JSON object per line expected)", path.display());
+        bail!(
+            "{} has no records (one JSON object per line expected)",
+            path.display()
+        );
     }
     Ok(out)
 }

@@ -19,7 +19,10 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     let log = global.open_log().await?;
     let metrics = Arc::new(TeamMetrics::new(team.as_str()));
     let shutdown = shutdown::on_signal();
-    eprintln!("{team}: handling returnOrders on {} (Ctrl-C to stop)", log.describe());
+    eprintln!(
+        "{team}: handling returnOrders on {} (Ctrl-C to stop)",
+        log.describe()
+    );
     spawn_team(
         team,
         log,

@@ -81,9 +81,14 @@ impl SqliteLog {
 }
 
 impl Shared {
-    async fn send<T>(&self, make: impl FnOnce(oneshot::Sender<Result<T, LogError>>) -> Command) -> Result<T, LogError> {
+    async fn send<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, LogError>>) -> Command,
+    ) -> Result<T, LogError> {
         let (reply, rx) = oneshot::channel();
-        self.writer.send(make(reply)).map_err(|_| LogError::Closed)?;
+        self.writer
+            .send(make(reply))
+            .map_err(|_| LogError::Closed)?;
         rx.await.map_err(|_| LogError::Closed)?
     }
 
@@ -129,7 +134,11 @@ pub(crate) fn topic_info(conn: &Connection, topic: &str) -> Result<Option<TopicI
         .optional()?)
 }
 
-pub(crate) fn end_offset(conn: &Connection, topic_id: i64, partition: u32) -> Result<u64, LogError> {
+pub(crate) fn end_offset(
+    conn: &Connection,
+    topic_id: i64,
+    partition: u32,
+) -> Result<u64, LogError> {
     let next: i64 = conn
         .prepare_cached(
             "SELECT COALESCE(MAX(offset) + 1, 0) FROM records WHERE topic_id = ?1 AND partition = ?2",
@@ -192,7 +201,11 @@ impl EventLog for SqliteLog {
         self.shared.ensure_topic(topic).await.map(|_| ())
     }
 
-    async fn append(&self, topic: &str, records: Vec<OutRecord>) -> Result<Vec<Position>, LogError> {
+    async fn append(
+        &self,
+        topic: &str,
+        records: Vec<OutRecord>,
+    ) -> Result<Vec<Position>, LogError> {
         if records.is_empty() {
             return Ok(Vec::new());
         }
@@ -207,7 +220,11 @@ impl EventLog for SqliteLog {
             .await
     }
 
-    async fn subscribe(&self, group: &str, topics: &[&str]) -> Result<Box<dyn Subscription>, LogError> {
+    async fn subscribe(
+        &self,
+        group: &str,
+        topics: &[&str],
+    ) -> Result<Box<dyn Subscription>, LogError> {
         let sub = SqliteSubscription::join(Arc::clone(&self.shared), group, topics).await?;
         Ok(Box::new(sub))
     }
@@ -236,11 +253,18 @@ impl EventLog for SqliteLog {
             .await
     }
 
-    async fn read(&self, topic: &str, partition: u32, offset: u64, max: usize) -> Result<Vec<Record>, LogError> {
+    async fn read(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+        max: usize,
+    ) -> Result<Vec<Record>, LogError> {
         let topic = topic.to_string();
         self.shared
             .read(move |conn| {
-                let info = topic_info(conn, &topic)?.ok_or_else(|| LogError::UnknownTopic(topic.clone()))?;
+                let info = topic_info(conn, &topic)?
+                    .ok_or_else(|| LogError::UnknownTopic(topic.clone()))?;
                 if partition >= info.partitions {
                     return Err(LogError::UnknownPartition { topic, partition });
                 }

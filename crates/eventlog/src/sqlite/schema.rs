@@ -13,13 +13,18 @@ pub(super) fn connect(path: &Path) -> Result<Connection, LogError> {
     };
     let conn = Connection::open(path).map_err(open)?;
     conn.busy_timeout(Duration::from_secs(10)).map_err(open)?;
-    conn.pragma_update(None, "journal_mode", "WAL").map_err(open)?;
-    conn.pragma_update(None, "synchronous", "NORMAL").map_err(open)?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(open)?;
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(open)?;
     // Reads go through a memory map and a larger page cache instead of a read() per page.
-    conn.pragma_update(None, "mmap_size", 1i64 << 28).map_err(open)?;
+    conn.pragma_update(None, "mmap_size", 1i64 << 28)
+        .map_err(open)?;
     // Checkpoint the WAL every ~40 MB rather than every 4 MB: fewer, larger copies.
-    conn.pragma_update(None, "wal_autocheckpoint", 10_000).map_err(open)?;
-    conn.pragma_update(None, "cache_size", -65_536).map_err(open)?;
+    conn.pragma_update(None, "wal_autocheckpoint", 10_000)
+        .map_err(open)?;
+    conn.pragma_update(None, "cache_size", -65_536)
+        .map_err(open)?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }

@@ -34,7 +34,11 @@ pub(super) struct SqliteSubscription {
 }
 
 impl SqliteSubscription {
-    pub(super) async fn join(shared: Arc<Shared>, group: &str, topics: &[&str]) -> Result<Self, LogError> {
+    pub(super) async fn join(
+        shared: Arc<Shared>,
+        group: &str,
+        topics: &[&str],
+    ) -> Result<Self, LogError> {
         let mut infos = Vec::new();
         for topic in topics {
             infos.push((topic.to_string(), shared.ensure_topic(topic).await?));

@@ -144,7 +144,10 @@ fn finish(cmd: Command, result: Result<Value, LogError>) {
 /// Run the commands in one transaction. `Err` means the transaction did not commit; `Ok` holds
 /// one result per command (a command may fail on its own without failing the others, e.g. a
 /// fenced commit).
-fn execute(conn: &mut Connection, batch: &[Command]) -> Result<Vec<Result<Value, LogError>>, LogError> {
+fn execute(
+    conn: &mut Connection,
+    batch: &[Command],
+) -> Result<Vec<Result<Value, LogError>>, LogError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut topics: HashMap<String, TopicInfo> = HashMap::new();
     let mut next: HashMap<(i64, u32), u64> = HashMap::new();

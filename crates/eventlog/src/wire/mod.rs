@@ -34,13 +34,15 @@ pub fn encode_refund_request(req: &RefundRequest, envelope: &Envelope) -> OutRec
     OutRecord {
         key: req.return_id.to_string(),
         headers: envelope.to_headers(),
-        payload: serde_json::to_vec(&v1::RefundRequestV1::from(req)).expect("a DTO of strings and integers serializes"),
+        payload: serde_json::to_vec(&v1::RefundRequestV1::from(req))
+            .expect("a DTO of strings and integers serializes"),
     }
 }
 
 /// A new envelope for a refund request, correlated with its return.
 pub fn refund_request_envelope(req: &RefundRequest) -> Envelope {
-    Envelope::new(REFUND_REQUEST_DEFAULT_TYPE, USER_SUPPORT_SOURCE).correlated(req.return_id.to_string())
+    Envelope::new(REFUND_REQUEST_DEFAULT_TYPE, USER_SUPPORT_SOURCE)
+        .correlated(req.return_id.to_string())
 }
 
 /// Read a record of `returnOrders`. The envelope is returned even when the payload is bad, so the
@@ -51,17 +53,22 @@ pub fn decode_refund_request(record: &Record) -> (Envelope, Result<RefundRequest
     (envelope, result)
 }
 
-fn decode_refund_request_payload(event_type: &str, payload: &[u8]) -> Result<RefundRequest, WireError> {
-    let (name, version) = split_type(event_type).ok_or_else(|| WireError::UnknownType(event_type.to_string()))?;
+fn decode_refund_request_payload(
+    event_type: &str,
+    payload: &[u8],
+) -> Result<RefundRequest, WireError> {
+    let (name, version) =
+        split_type(event_type).ok_or_else(|| WireError::UnknownType(event_type.to_string()))?;
     if name != REFUND_REQUEST {
         return Err(WireError::UnknownType(event_type.to_string()));
     }
     let req = match version {
         1 => {
-            let dto: v1::RefundRequestV1 = serde_json::from_slice(payload).map_err(|e| WireError::Malformed {
-                event_type: event_type.to_string(),
-                reason: e.to_string(),
-            })?;
+            let dto: v1::RefundRequestV1 =
+                serde_json::from_slice(payload).map_err(|e| WireError::Malformed {
+                    event_type: event_type.to_string(),
+                    reason: e.to_string(),
+                })?;
             RefundRequest::try_from(dto)?
         }
         other => {
@@ -90,8 +97,8 @@ pub fn encode_team_event<T: Team>(event: &T::Event) -> Vec<u8> {
 /// Read a team's event back.
 pub fn decode_team_event<T: Team>(record: &Record) -> Result<(Envelope, T::Event), WireError> {
     let envelope = Envelope::from_record(record, "");
-    let (name, version) =
-        split_type(&envelope.event_type).ok_or_else(|| WireError::UnknownType(envelope.event_type.clone()))?;
+    let (name, version) = split_type(&envelope.event_type)
+        .ok_or_else(|| WireError::UnknownType(envelope.event_type.clone()))?;
     if !name.starts_with(&format!("returns.{}.", T::NAME)) {
         return Err(WireError::UnknownType(envelope.event_type.clone()));
     }

@@ -4,8 +4,8 @@
 use std::str::FromStr;
 
 use returns_domain::{
-    Address, CountryCode, Currency, CustomerId, DefectCode, LocationCode, ModelCode, Money, OrderId,
-    RefundRequest, ReturnId, SerialNumber, Timestamp,
+    Address, CountryCode, Currency, CustomerId, DefectCode, LocationCode, ModelCode, Money,
+    OrderId, RefundRequest, ReturnId, SerialNumber, Timestamp,
 };
 use serde::{Deserialize, Serialize};
 
@@ -90,7 +90,8 @@ impl TryFrom<RefundRequestV1> for RefundRequest {
             model: ModelCode::parse(d.model).map_err(|x| e("model", x))?,
             serial: SerialNumber::parse(d.serial).map_err(|x| e("serial", x))?,
             defect: DefectCode::parse(d.defect).map_err(|x| e("defect", x))?,
-            item_location: LocationCode::parse(d.item_location).map_err(|x| e("item_location", x))?,
+            item_location: LocationCode::parse(d.item_location)
+                .map_err(|x| e("item_location", x))?,
             unit_cost: money("unit_cost", d.unit_cost)?,
             refund_amount: money("refund_amount", d.refund_amount)?,
             ship_to: Address {
@@ -98,9 +99,11 @@ impl TryFrom<RefundRequestV1> for RefundRequest {
                 street: d.ship_to.street,
                 city: d.ship_to.city,
                 postal_code: d.ship_to.postal_code,
-                country: CountryCode::parse(d.ship_to.country).map_err(|x| e("ship_to.country", x))?,
+                country: CountryCode::parse(d.ship_to.country)
+                    .map_err(|x| e("ship_to.country", x))?,
             },
-            requested_at: Timestamp::parse_rfc3339(&d.requested_at).map_err(|x| e("requested_at", x))?,
+            requested_at: Timestamp::parse_rfc3339(&d.requested_at)
+                .map_err(|x| e("requested_at", x))?,
         })
     }
 }

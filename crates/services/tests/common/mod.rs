@@ -24,7 +24,9 @@ pub struct Env {
 impl Env {
     pub async fn new() -> Env {
         let dir = tempfile::tempdir().expect("temp dir");
-        let log = SqliteLog::open(&dir.path().join("log.db"), 3).await.expect("open log");
+        let log = SqliteLog::open(&dir.path().join("log.db"), 3)
+            .await
+            .expect("open log");
         Env {
             dir,
             log: Arc::new(log),
@@ -37,7 +39,10 @@ impl Env {
 
     pub async fn publish(&self, seed: u64, range: std::ops::Range<u64>) {
         let requests: Vec<_> = Generator::new(seed).requests(range).collect();
-        Publisher::new(Arc::clone(&self.log)).publish(&requests).await.expect("publish");
+        Publisher::new(Arc::clone(&self.log))
+            .publish(&requests)
+            .await
+            .expect("publish");
     }
 
     /// Run team `T` until it has committed everything on `returnOrders`, then stop it cleanly.
@@ -55,7 +60,11 @@ impl Env {
     }
 
     /// Run team `T` with a crash injected; it must die with that crash.
-    pub async fn run_until_crash<T: Team>(&self, faults: Faults, config: TeamConfig) -> ServiceError {
+    pub async fn run_until_crash<T: Team>(
+        &self,
+        faults: Faults,
+        config: TeamConfig,
+    ) -> ServiceError {
         let service = TeamService::<T>::new(Arc::clone(&self.log), self.data())
             .with_faults(faults)
             .with_config(config);
@@ -68,11 +77,18 @@ impl Env {
     pub async fn wait_caught_up(&self, team: &str) {
         let deadline = tokio::time::Instant::now() + DEADLINE;
         loop {
-            let lag = self.log.lag(&team_group(team), RETURN_ORDERS).await.expect("lag");
+            let lag = self
+                .log
+                .lag(&team_group(team), RETURN_ORDERS)
+                .await
+                .expect("lag");
             if lag == 0 {
                 return;
             }
-            assert!(tokio::time::Instant::now() < deadline, "{team} still {lag} behind at the deadline");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{team} still {lag} behind at the deadline"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -86,7 +102,11 @@ impl Env {
         for (p, end) in ends.into_iter().enumerate() {
             let mut offset = 0;
             while offset < end {
-                let batch = self.log.read(topic, p as u32, offset, 1000).await.expect("read");
+                let batch = self
+                    .log
+                    .read(topic, p as u32, offset, 1000)
+                    .await
+                    .expect("read");
                 offset = batch.last().expect("records up to the end").offset + 1;
                 out.extend(batch);
             }
@@ -96,12 +116,18 @@ impl Env {
 }
 
 /// The team topic's records grouped by return (correlation id) -> distinct event ids.
-pub fn event_ids_per_return(records: &[Record]) -> HashMap<String, std::collections::BTreeSet<String>> {
+pub fn event_ids_per_return(
+    records: &[Record],
+) -> HashMap<String, std::collections::BTreeSet<String>> {
     let mut out: HashMap<String, std::collections::BTreeSet<String>> = HashMap::new();
     for r in records {
-        out.entry(r.header("ce_correlationid").expect("correlated").to_string())
-            .or_default()
-            .insert(r.header("ce_id").expect("id").to_string());
+        out.entry(
+            r.header("ce_correlationid")
+                .expect("correlated")
+                .to_string(),
+        )
+        .or_default()
+        .insert(r.header("ce_id").expect("id").to_string());
     }
     out
 }
