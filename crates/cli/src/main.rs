@@ -8,6 +8,11 @@ use clap::{Parser, Subcommand};
 
 use crate::config::Global;
 
+/// mimalloc instead of the system allocator: the pipeline allocates many small, short-lived
+/// strings and buffers, which glibc's allocator serves slowly from several threads.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "returns",

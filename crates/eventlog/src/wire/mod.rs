@@ -109,9 +109,16 @@ pub fn decode_team_event<T: Team>(record: &Record) -> Result<(Envelope, T::Event
             supported: vec![1],
         });
     }
-    let event = serde_json::from_slice(&record.payload).map_err(|e| WireError::Malformed {
-        event_type: envelope.event_type.clone(),
-        reason: e.to_string(),
-    })?;
+    let event: T::Event =
+        serde_json::from_slice(&record.payload).map_err(|e| WireError::Malformed {
+            event_type: envelope.event_type.clone(),
+            reason: e.to_string(),
+        })?;
+    if team_event_type::<T>(&event) != envelope.event_type {
+        return Err(WireError::Malformed {
+            event_type: envelope.event_type.clone(),
+            reason: format!("the payload is a {}", T::event_type(&event)),
+        });
+    }
     Ok((envelope, event))
 }
