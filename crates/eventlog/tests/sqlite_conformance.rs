@@ -14,3 +14,34 @@ async fn open() -> Arc<dyn EventLog> {
 }
 
 returns_eventlog::conformance_tests!(open());
+
+/// Embedded-only: a group has one member at a time; a newer member fences off the older one, so
+/// a member that lost its place cannot move the group's position.
+#[tokio::test]
+async fn a_newer_member_fences_off_the_older_one() {
+    let log = open().await;
+    let topic = unique("fence");
+    let group = unique("g");
+    log.append(
+        &topic,
+        vec![returns_eventlog::OutRecord {
+            key: "k".into(),
+            headers: vec![],
+            payload: b"x".to_vec(),
+        }],
+    )
+    .await
+    .unwrap();
+    let mut old = log.subscribe(&group, &[&topic]).await.unwrap();
+    let got = returns_eventlog::conformance::poll_n(old.as_mut(), 1).await;
+    let _new = log.subscribe(&group, &[&topic]).await.unwrap();
+    let err = old
+        .commit(&returns_eventlog::positions_after(&got))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, returns_eventlog::LogError::Fenced { .. }),
+        "{err}"
+    );
+    assert_eq!(log.lag(&group, &topic).await.unwrap(), 1);
+}

@@ -105,7 +105,7 @@ pub(crate) fn connect(team: &'static str, path: &Path) -> Result<Connection, Ser
     // Checkpoint the WAL every ~40 MB rather than every 4 MB: fewer, larger copies.
     conn.pragma_update(None, "wal_autocheckpoint", 10_000)
         .map_err(err)?;
-    conn.pragma_update(None, "cache_size", -32_768)
+    conn.pragma_update(None, "cache_size", -8_192)
         .map_err(err)?;
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS processed (
@@ -357,23 +357,24 @@ impl<T: Team> TeamStore<T> {
 
     /// How many effects each return has (a correct team has exactly one per return).
     pub fn effects_per_return(&self) -> Result<HashMap<String, u64>, ServiceError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT return_id, COUNT(*) FROM effects GROUP BY return_id")
-            .map_err(self.err())?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
-            })
-            .map_err(self.err())?;
-        rows.collect::<Result<_, _>>().map_err(self.err())
+        self.count_by("return_id")
     }
 
     /// Effects by kind, over the store's whole life.
     pub fn effects_by_kind(&self) -> Result<BTreeMap<String, u64>, ServiceError> {
+        self.count_by("kind")
+    }
+
+    /// Effects counted per value of one column (a fixed column name, never user input).
+    fn count_by<C: FromIterator<(String, u64)>>(
+        &self,
+        column: &'static str,
+    ) -> Result<C, ServiceError> {
         let mut stmt = self
             .conn
-            .prepare("SELECT kind, COUNT(*) FROM effects GROUP BY kind")
+            .prepare(&format!(
+                "SELECT {column}, COUNT(*) FROM effects GROUP BY {column}"
+            ))
             .map_err(self.err())?;
         let rows = stmt
             .query_map([], |r| {

@@ -27,7 +27,7 @@ pub struct TeamConfig {
 impl Default for TeamConfig {
     fn default() -> Self {
         TeamConfig {
-            batch_max: 2_000,
+            batch_max: 5_000,
             poll_timeout: Duration::from_millis(200),
         }
     }

@@ -23,7 +23,7 @@ pub(super) fn connect(path: &Path) -> Result<Connection, LogError> {
     // Checkpoint the WAL every ~40 MB rather than every 4 MB: fewer, larger copies.
     conn.pragma_update(None, "wal_autocheckpoint", 10_000)
         .map_err(open)?;
-    conn.pragma_update(None, "cache_size", -65_536)
+    conn.pragma_update(None, "cache_size", -16_384)
         .map_err(open)?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
