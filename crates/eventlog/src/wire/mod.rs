@@ -25,7 +25,39 @@ pub const REFUND_REQUEST_DEFAULT_TYPE: &str = "returns.RefundRequest.v1";
 /// Split `returns.RefundRequest.v1` into (`returns.RefundRequest`, 1).
 pub fn split_type(event_type: &str) -> Option<(&str, u32)> {
     let (name, version) = event_type.rsplit_once(".v")?;
+    let canonical = !version.is_empty()
+        && version.bytes().all(|b| b.is_ascii_digit())
+        && (version == "0" || !version.starts_with('0'));
+    if name.is_empty() || !canonical {
+        return None;
+    }
     Some((name, version.parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_type;
+
+    #[test]
+    fn only_canonical_versions_are_read() {
+        assert_eq!(
+            split_type("returns.RefundRequest.v1"),
+            Some(("returns.RefundRequest", 1))
+        );
+        assert_eq!(
+            split_type("returns.RefundRequest.v12"),
+            Some(("returns.RefundRequest", 12))
+        );
+        for bad in [
+            "returns.RefundRequest.v+1",
+            "returns.RefundRequest.v01",
+            "returns.RefundRequest.v",
+            "returns.RefundRequest",
+            ".v1",
+        ] {
+            assert_eq!(split_type(bad), None, "{bad}");
+        }
+    }
 }
 
 /// The record User Support appends for a request: keyed by the return, so everything about one
