@@ -34,32 +34,6 @@ pub fn split_type(event_type: &str) -> Option<(&str, u32)> {
     Some((name, version.parse().ok()?))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::split_type;
-
-    #[test]
-    fn only_canonical_versions_are_read() {
-        assert_eq!(
-            split_type("returns.RefundRequest.v1"),
-            Some(("returns.RefundRequest", 1))
-        );
-        assert_eq!(
-            split_type("returns.RefundRequest.v12"),
-            Some(("returns.RefundRequest", 12))
-        );
-        for bad in [
-            "returns.RefundRequest.v+1",
-            "returns.RefundRequest.v01",
-            "returns.RefundRequest.v",
-            "returns.RefundRequest",
-            ".v1",
-        ] {
-            assert_eq!(split_type(bad), None, "{bad}");
-        }
-    }
-}
-
 /// The record User Support appends for a request: keyed by the return, so everything about one
 /// return stays in order.
 pub fn encode_refund_request(req: &RefundRequest, envelope: &Envelope) -> OutRecord {
@@ -153,4 +127,30 @@ pub fn decode_team_event<T: Team>(record: &Record) -> Result<(Envelope, T::Event
         });
     }
     Ok((envelope, event))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_type;
+
+    #[test]
+    fn only_canonical_versions_are_read() {
+        assert_eq!(
+            split_type("returns.RefundRequest.v1"),
+            Some(("returns.RefundRequest", 1))
+        );
+        assert_eq!(
+            split_type("returns.RefundRequest.v12"),
+            Some(("returns.RefundRequest", 12))
+        );
+        for bad in [
+            "returns.RefundRequest.v+1",
+            "returns.RefundRequest.v01",
+            "returns.RefundRequest.v",
+            "returns.RefundRequest",
+            ".v1",
+        ] {
+            assert_eq!(split_type(bad), None, "{bad}");
+        }
+    }
 }
