@@ -48,6 +48,29 @@ pub trait EventLog: Send + Sync + 'static {
     /// Every topic in the log.
     async fn topics(&self) -> Result<Vec<String>, LogError>;
 
+    /// Hand every record of a topic to `f`, partition by partition, a page at a time: the
+    /// topic is streamed, never loaded whole. An unknown topic has no records.
+    async fn for_each_record(
+        &self,
+        topic: &str,
+        f: &mut (dyn FnMut(Record) + Send),
+    ) -> Result<(), LogError> {
+        let ends = match self.end_offsets(topic).await {
+            Err(LogError::UnknownTopic(_)) => return Ok(()),
+            other => other?,
+        };
+        for (partition, end) in ends.into_iter().enumerate() {
+            let mut offset = 0;
+            while offset < end {
+                let page = self.read(topic, partition as u32, offset, 1000).await?;
+                let Some(last) = page.last() else { break };
+                offset = last.offset + 1;
+                page.into_iter().for_each(&mut *f);
+            }
+        }
+        Ok(())
+    }
+
     /// How many records the group has yet to read on the topic.
     async fn lag(&self, group: &str, topic: &str) -> Result<u64, LogError> {
         let end = self.end_offsets(topic).await?;

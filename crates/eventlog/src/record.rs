@@ -56,16 +56,32 @@ pub struct TopicPartition {
 
 /// The positions to commit after handling `records`: the highest next offset per partition.
 pub fn positions_after<'a>(records: impl IntoIterator<Item = &'a Record>) -> Vec<Position> {
-    let mut best: std::collections::BTreeMap<(String, u32), u64> = Default::default();
+    let mut best: std::collections::BTreeMap<(&str, u32), u64> = Default::default();
     for r in records {
-        let e = best.entry((r.topic.clone(), r.partition)).or_insert(0);
-        *e = (*e).max(r.offset + 1);
+        let next = best.entry((&r.topic, r.partition)).or_insert(0);
+        *next = (*next).max(r.offset + 1);
     }
     best.into_iter()
         .map(|((topic, partition), offset)| Position {
-            topic,
+            topic: topic.to_string(),
             partition,
             offset,
         })
         .collect()
+}
+
+/// Headers as stored in a SQLite column (the embedded log, the teams' outboxes): a JSON array of
+/// `[name, value]` pairs, readable with the sqlite3 shell.
+pub fn headers_to_json(headers: &[(String, String)]) -> String {
+    serde_json::to_string(headers).expect("string pairs serialize")
+}
+
+/// Read back what [`headers_to_json`] wrote. An error means the column was corrupted.
+pub fn headers_from_json(text: &str) -> Result<Vec<(String, String)>, serde_json::Error> {
+    serde_json::from_str(text)
+}
+
+/// A column that does not hold what this build wrote into it.
+pub fn corrupt_column(column: usize, e: serde_json::Error) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Text, Box::new(e))
 }

@@ -69,15 +69,8 @@ pub async fn run(global: &Global, command: Command) -> anyhow::Result<()> {
         if !topic.ends_with(".dlt") || wanted.as_ref().is_some_and(|w| *w != topic) {
             continue;
         }
-        for (partition, end) in log.end_offsets(&topic).await?.into_iter().enumerate() {
-            let mut offset = 0;
-            while offset < end {
-                let batch = log.read(&topic, partition as u32, offset, 1000).await?;
-                let Some(last) = batch.last() else { break };
-                offset = last.offset + 1;
-                letters.extend(batch.iter().map(DeadLetter::from_record));
-            }
-        }
+        log.for_each_record(&topic, &mut |r| letters.push(DeadLetter::from_record(&r)))
+            .await?;
     }
     if json {
         println!("{}", serde_json::to_string_pretty(&letters)?);

@@ -18,6 +18,7 @@ use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::{oneshot, watch};
 
+use crate::record::{corrupt_column, headers_from_json};
 use crate::{EventLog, LogError, OutRecord, Position, Record, Subscription};
 use subscription::SqliteSubscription;
 use writer::Command;
@@ -184,7 +185,7 @@ pub(crate) fn read_partition(
             offset: row.get::<_, i64>(0)? as u64,
             key: row.get(1)?,
             timestamp_ms: row.get(2)?,
-            headers: schema::decode_headers(&headers),
+            headers: headers_from_json(&headers).map_err(|e| corrupt_column(3, e))?,
             payload: row.get(4)?,
         });
     }

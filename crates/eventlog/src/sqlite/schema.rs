@@ -59,12 +59,3 @@ pub(super) fn migrate(conn: &Connection) -> rusqlite::Result<()> {
          ) WITHOUT ROWID;",
     )
 }
-
-/// Headers are stored as a JSON array of `[name, value]` pairs: readable with the sqlite3 shell.
-pub(super) fn encode_headers(headers: &[(String, String)]) -> String {
-    serde_json::to_string(headers).unwrap_or_else(|_| "[]".into())
-}
-
-pub(super) fn decode_headers(text: &str) -> Vec<(String, String)> {
-    serde_json::from_str(text).unwrap_or_default()
-}

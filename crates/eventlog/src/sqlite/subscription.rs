@@ -81,33 +81,44 @@ impl SqliteSubscription {
 
     async fn fetch(&mut self, max: usize) -> Result<Vec<Record>, LogError> {
         let conn = Arc::clone(&self.conn);
-        let wanted: Vec<(String, i64, u32, u64)> = (0..self.assignments.len())
-            .map(|i| &self.assignments[(self.start + i) % self.assignments.len()])
-            .map(|a| (a.topic.clone(), a.topic_id, a.partition, a.next))
+        let n = self.assignments.len();
+        let wanted: Vec<(usize, String, i64, u32, u64)> = (0..n)
+            .map(|i| (self.start + i) % n)
+            .map(|i| {
+                let a = &self.assignments[i];
+                (i, a.topic.clone(), a.topic_id, a.partition, a.next)
+            })
             .collect();
-        self.start = (self.start + 1) % self.assignments.len().max(1);
-        let records = tokio::task::spawn_blocking(move || {
+        self.start = (self.start + 1) % n.max(1);
+        let (records, advanced) = tokio::task::spawn_blocking(move || {
             let conn = conn.lock().map_err(|_| LogError::Closed)?;
             let mut out = Vec::new();
-            for (topic, topic_id, partition, next) in wanted {
+            // (assignment, its next offset) for every partition that returned records.
+            let mut advanced = Vec::new();
+            for (i, topic, topic_id, partition, next) in wanted {
                 if out.len() >= max {
                     break;
                 }
-                let room = max - out.len();
-                read_partition(&conn, &topic, topic_id, partition, next, room, &mut out)?;
+                let before = out.len();
+                read_partition(
+                    &conn,
+                    &topic,
+                    topic_id,
+                    partition,
+                    next,
+                    max - before,
+                    &mut out,
+                )?;
+                if let Some(last) = out[before..].last() {
+                    advanced.push((i, last.offset + 1));
+                }
             }
-            Ok::<_, LogError>(out)
+            Ok::<_, LogError>((out, advanced))
         })
         .await
         .map_err(|_| LogError::Closed)??;
-        for r in &records {
-            if let Some(a) = self
-                .assignments
-                .iter_mut()
-                .find(|a| a.topic == r.topic && a.partition == r.partition)
-            {
-                a.next = a.next.max(r.offset + 1);
-            }
+        for (i, next) in advanced {
+            self.assignments[i].next = next;
         }
         Ok(records)
     }

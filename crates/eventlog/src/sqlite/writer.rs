@@ -6,7 +6,8 @@ use std::sync::mpsc::Receiver;
 use rusqlite::{params, Connection, TransactionBehavior};
 use tokio::sync::{oneshot, watch};
 
-use super::{end_offset, partition_for, schema, topic_info, TopicInfo};
+use super::{end_offset, partition_for, topic_info, TopicInfo};
+use crate::record::headers_to_json;
 use crate::{LogError, OutRecord, Position};
 
 /// How many records one transaction takes at most before it commits.
@@ -45,26 +46,6 @@ impl Command {
             Command::Commit { positions, .. } => positions.len(),
             _ => 1,
         }
-    }
-}
-
-/// The result of one command, kept until the transaction is known to have committed.
-enum Done {
-    Topic(Reply<TopicInfo>, Result<TopicInfo, LogError>),
-    Append(Reply<Vec<Position>>, Result<Vec<Position>, LogError>),
-    Join(Reply<i64>, Result<i64, LogError>),
-    Commit(Reply<()>, Result<(), LogError>),
-}
-
-impl Done {
-    fn send(self) {
-        // A requester that went away no longer needs its answer.
-        let _ = match self {
-            Done::Topic(r, v) => r.send(v).map_err(|_| ()),
-            Done::Append(r, v) => r.send(v).map_err(|_| ()),
-            Done::Join(r, v) => r.send(v).map_err(|_| ()),
-            Done::Commit(r, v) => r.send(v).map_err(|_| ()),
-        };
     }
 }
 
@@ -113,32 +94,20 @@ enum Value {
     Unit,
 }
 
+/// Answer a command with its result, once its transaction has committed (or failed). A requester
+/// that went away no longer needs its answer, so a failed send is ignored.
 fn finish(cmd: Command, result: Result<Value, LogError>) {
-    let done = match cmd {
-        Command::EnsureTopic { reply, .. } => Done::Topic(
-            reply,
-            result.map(|v| match v {
-                Value::Topic(t) => t,
-                _ => unreachable!("ensure_topic yields a topic"),
-            }),
-        ),
-        Command::Append { reply, .. } => Done::Append(
-            reply,
-            result.map(|v| match v {
-                Value::Positions(p) => p,
-                _ => unreachable!("append yields positions"),
-            }),
-        ),
-        Command::Join { reply, .. } => Done::Join(
-            reply,
-            result.map(|v| match v {
-                Value::Generation(g) => g,
-                _ => unreachable!("join yields a generation"),
-            }),
-        ),
-        Command::Commit { reply, .. } => Done::Commit(reply, result.map(|_| ())),
+    let _ = match (cmd, result) {
+        (Command::EnsureTopic { reply, .. }, Ok(Value::Topic(t))) => reply.send(Ok(t)).is_ok(),
+        (Command::Append { reply, .. }, Ok(Value::Positions(p))) => reply.send(Ok(p)).is_ok(),
+        (Command::Join { reply, .. }, Ok(Value::Generation(g))) => reply.send(Ok(g)).is_ok(),
+        (Command::Commit { reply, .. }, Ok(Value::Unit)) => reply.send(Ok(())).is_ok(),
+        (Command::EnsureTopic { reply, .. }, Err(e)) => reply.send(Err(e)).is_ok(),
+        (Command::Append { reply, .. }, Err(e)) => reply.send(Err(e)).is_ok(),
+        (Command::Join { reply, .. }, Err(e)) => reply.send(Err(e)).is_ok(),
+        (Command::Commit { reply, .. }, Err(e)) => reply.send(Err(e)).is_ok(),
+        (_, Ok(_)) => unreachable!("execute yields the value kind of each command"),
     };
-    done.send();
 }
 
 /// Run the commands in one transaction. `Err` means the transaction did not commit; `Ok` holds
@@ -250,7 +219,7 @@ fn append(
             offset as i64,
             rec.key,
             ts,
-            schema::encode_headers(&rec.headers),
+            headers_to_json(&rec.headers),
             rec.payload
         ])?;
         next.insert((info.id, partition), offset + 1);

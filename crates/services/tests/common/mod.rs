@@ -95,22 +95,11 @@ impl Env {
 
     /// Every record of a topic, all partitions.
     pub async fn read_all(&self, topic: &str) -> Vec<Record> {
-        let Ok(ends) = self.log.end_offsets(topic).await else {
-            return Vec::new();
-        };
         let mut out = Vec::new();
-        for (p, end) in ends.into_iter().enumerate() {
-            let mut offset = 0;
-            while offset < end {
-                let batch = self
-                    .log
-                    .read(topic, p as u32, offset, 1000)
-                    .await
-                    .expect("read");
-                offset = batch.last().expect("records up to the end").offset + 1;
-                out.extend(batch);
-            }
-        }
+        self.log
+            .for_each_record(topic, &mut |r| out.push(r))
+            .await
+            .expect("read topic");
         out
     }
 }
