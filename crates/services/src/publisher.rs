@@ -16,6 +16,13 @@ impl Publisher {
         Publisher { log }
     }
 
+    /// How many records `returnOrders` holds (creating the topic if needed). Generated returns
+    /// continue at this index, so a second run publishes new returns instead of repeating old ones.
+    pub async fn records_on_topic(&self) -> Result<u64, ServiceError> {
+        self.log.ensure_topic(RETURN_ORDERS).await?;
+        Ok(self.log.end_offsets(RETURN_ORDERS).await?.iter().sum())
+    }
+
     /// Append the requests to `returnOrders`, each keyed by its return, in one batch.
     pub async fn publish(&self, requests: &[RefundRequest]) -> Result<Vec<Position>, ServiceError> {
         let records = requests

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use returns_eventlog::record::{corrupt_column, headers_from_json};
 use returns_eventlog::{EventLog, OutRecord};
 use rusqlite::{params, Connection};
 use tokio::sync::Notify;
@@ -15,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::faults::{CrashPoint, Faults};
 use crate::metrics::TeamMetrics;
-use crate::store::{connect, decode_headers};
+use crate::store::{connect, store_error};
 use crate::ServiceError;
 
 const BATCH: usize = 5_000;
@@ -41,11 +42,7 @@ impl Outbox {
     }
 
     fn err(&self) -> impl Fn(rusqlite::Error) -> ServiceError + '_ {
-        |source| ServiceError::Store {
-            team: self.team,
-            path: self.path.clone(),
-            source,
-        }
+        store_error(self.team, &self.path)
     }
 
     /// The oldest `max` rows, in the order they were written.
@@ -63,7 +60,8 @@ impl Outbox {
                     topic: r.get(1)?,
                     record: OutRecord {
                         key: r.get(2)?,
-                        headers: decode_headers(&r.get::<_, String>(3)?),
+                        headers: headers_from_json(&r.get::<_, String>(3)?)
+                            .map_err(|e| corrupt_column(3, e))?,
                         payload: r.get(4)?,
                     },
                 })

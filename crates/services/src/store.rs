@@ -9,6 +9,7 @@
 //!
 //! [`TeamStore::apply`] writes all four for a batch in one transaction.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
@@ -16,9 +17,12 @@ use std::time::Duration;
 
 use returns_domain::{Outcome, RefundRequest, Team};
 use returns_eventlog::envelope::Envelope;
+use returns_eventlog::record::{corrupt_column, headers_to_json};
 use returns_eventlog::wire::{self, WireError};
 use returns_eventlog::{dead_letter_topic, team_group, team_topic, Record, RETURN_ORDERS};
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{
+    params, CachedStatement, Connection, OptionalExtension, Transaction, TransactionBehavior,
+};
 
 use crate::faults::{CrashPoint, Faults};
 use crate::ServiceError;
@@ -82,12 +86,20 @@ pub fn store_path(dir: &Path, team: &str) -> PathBuf {
     dir.join(format!("{team}.db"))
 }
 
-pub(crate) fn connect(team: &'static str, path: &Path) -> Result<Connection, ServiceError> {
-    let err = |source| ServiceError::Store {
+/// Turns a SQLite error on a team's store into a [`ServiceError`] naming the team and the file.
+pub(crate) fn store_error<'p>(
+    team: &'static str,
+    path: &'p Path,
+) -> impl Fn(rusqlite::Error) -> ServiceError + Copy + 'p {
+    move |source| ServiceError::Store {
         team,
         path: path.to_path_buf(),
         source,
-    };
+    }
+}
+
+pub(crate) fn connect(team: &'static str, path: &Path) -> Result<Connection, ServiceError> {
+    let err = store_error(team, path);
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|source| ServiceError::DataDir {
             path: dir.to_path_buf(),
@@ -161,11 +173,7 @@ impl<T: Team> TeamStore<T> {
     }
 
     fn err(&self) -> impl Fn(rusqlite::Error) -> ServiceError + '_ {
-        |source| ServiceError::Store {
-            team: T::NAME,
-            path: self.path.clone(),
-            source,
-        }
+        store_error(T::NAME, &self.path)
     }
 
     /// Apply a batch in one transaction: skip events already processed, decide the others with
@@ -175,184 +183,22 @@ impl<T: Team> TeamStore<T> {
         inputs: &[Input],
         faults: &Faults,
     ) -> Result<BatchReport, ServiceError> {
-        let path = self.path.clone();
-        let err = |source| ServiceError::Store {
-            team: T::NAME,
-            path: path.clone(),
-            source,
-        };
+        let err = store_error(T::NAME, &self.path);
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(err)?;
-        let at_ms = now_us() / 1000;
-        let mut report = BatchReport::default();
-        let mut states: HashMap<String, (T::State, bool)> = HashMap::new();
-        {
-            let mut mark = tx
-                .prepare_cached("INSERT OR IGNORE INTO processed (event_id, return_id, outcome, at_ms) VALUES (?1, ?2, ?3, ?4)")
-                .map_err(err)?;
-            let mut load = tx
-                .prepare_cached("SELECT value FROM state WHERE key = ?1")
-                .map_err(err)?;
-            let mut effect = tx
-                .prepare_cached(
-                    "INSERT INTO effects (event_id, caused_by, return_id, kind, rejection, event, at_ms)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                )
-                .map_err(err)?;
-            let mut outbox = tx
-                .prepare_cached(
-                    "INSERT INTO outbox (topic, key, headers, payload) VALUES (?1, ?2, ?3, ?4)",
-                )
-                .map_err(err)?;
-            let own_topic = team_topic(T::NAME);
-            for input in inputs {
-                match input {
-                    Input::Request { envelope, request } => {
-                        let return_id = request.return_id.to_string();
-                        if mark
-                            .execute(params![envelope.id, return_id, "decided", at_ms])
-                            .map_err(err)?
-                            == 0
-                        {
-                            report.duplicates += 1;
-                            continue;
-                        }
-                        let key = T::key(request);
-                        let key_text = key.to_string();
-                        if !states.contains_key(&key_text) {
-                            let stored: Option<String> = load
-                                .query_row([&key_text], |r| r.get(0))
-                                .optional()
-                                .map_err(err)?;
-                            let state = match stored {
-                                Some(json) => serde_json::from_str(&json).map_err(|e| {
-                                    err(rusqlite::Error::FromSqlConversionFailure(
-                                        0,
-                                        rusqlite::types::Type::Text,
-                                        Box::new(e),
-                                    ))
-                                })?,
-                                None => T::initial(&key),
-                            };
-                            states.insert(key_text.clone(), (state, false));
-                        }
-                        let (state, dirty) = states.get_mut(&key_text).expect("loaded above");
-                        let event = T::decide(state, request);
-                        T::evolve(state, &event);
-                        *dirty = true;
-                        let outcome = T::outcome(&event);
-                        let out_env = Envelope::new(
-                            wire::team_event_type::<T>(&event),
-                            format!("/returns/{}", T::NAME),
-                        )
-                        .correlated(return_id.clone())
-                        .caused_by(envelope.id.clone());
-                        let payload = wire::encode_team_event::<T>(&event);
-                        effect
-                            .execute(params![
-                                out_env.id,
-                                envelope.id,
-                                return_id,
-                                outcome.kind,
-                                outcome.rejection,
-                                std::str::from_utf8(&payload).unwrap_or_default(),
-                                at_ms
-                            ])
-                            .map_err(err)?;
-                        outbox
-                            .execute(params![
-                                own_topic,
-                                return_id,
-                                encode_headers(&out_env.to_headers()),
-                                payload
-                            ])
-                            .map_err(err)?;
-                        report.decided.push(Decided {
-                            return_id,
-                            outcome,
-                            published_at_us: (envelope.time.unix_timestamp_nanos() / 1000) as i64,
-                        });
-                    }
-                    Input::Bad {
-                        envelope,
-                        record,
-                        error,
-                    } => {
-                        if mark
-                            .execute(params![
-                                envelope.id,
-                                Option::<String>::None,
-                                "dead_lettered",
-                                at_ms
-                            ])
-                            .map_err(err)?
-                            == 0
-                        {
-                            report.duplicates += 1;
-                            continue;
-                        }
-                        let group = team_group(T::NAME);
-                        let mut headers = record.headers.clone();
-                        headers.extend([
-                            ("dlt_error_kind".to_string(), error.kind().to_string()),
-                            ("dlt_error".to_string(), error.to_string()),
-                            ("dlt_original_topic".to_string(), record.topic.clone()),
-                            (
-                                "dlt_original_partition".to_string(),
-                                record.partition.to_string(),
-                            ),
-                            ("dlt_original_offset".to_string(), record.offset.to_string()),
-                            ("dlt_original_event_id".to_string(), envelope.id.clone()),
-                            ("dlt_group".to_string(), group.clone()),
-                        ]);
-                        let key = record.key.clone().unwrap_or_else(|| envelope.id.clone());
-                        outbox
-                            .execute(params![
-                                dead_letter_topic(RETURN_ORDERS, &group),
-                                key,
-                                encode_headers(&headers),
-                                record.payload
-                            ])
-                            .map_err(err)?;
-                        report.dead_lettered += 1;
-                    }
-                }
-            }
-            let mut save = tx
-                .prepare_cached("INSERT INTO state (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
-                .map_err(err)?;
-            for (key, (state, dirty)) in &states {
-                if *dirty {
-                    let json = serde_json::to_string(state).expect("team state serializes");
-                    save.execute(params![key, json]).map_err(err)?;
-                }
-            }
-        }
+            .map_err(&err)?;
+        let report = write_batch::<T>(&tx, inputs).map_err(&err)?;
         // A crash here leaves the transaction uncommitted: SQLite rolls it back.
         faults.check(CrashPoint::InsideTransaction)?;
-        tx.commit().map_err(err)?;
+        tx.commit().map_err(&err)?;
         Ok(report)
     }
 
     /// The team's state for one key, as its rule sees it.
     pub fn state(&self, key: &T::Key) -> Result<T::State, ServiceError> {
-        let stored: Option<String> = self
-            .conn
-            .query_row(
-                "SELECT value FROM state WHERE key = ?1",
-                [key.to_string()],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(self.err())?;
-        Ok(match stored {
-            Some(json) => {
-                serde_json::from_str(&json).expect("stored state was written by this build")
-            }
-            None => T::initial(key),
-        })
+        let mut load = self.conn.prepare_cached(LOAD_STATE).map_err(self.err())?;
+        load_state::<T>(&mut load, key).map_err(self.err())
     }
 
     /// How many effects each return has (a correct team has exactly one per return).
@@ -393,10 +239,161 @@ impl<T: Team> TeamStore<T> {
     }
 }
 
-pub(crate) fn encode_headers(headers: &[(String, String)]) -> String {
-    serde_json::to_string(headers).expect("headers serialize")
+const LOAD_STATE: &str = "SELECT value FROM state WHERE key = ?1";
+
+/// The stored state of `key`, or the rule's initial state for a key never seen.
+fn load_state<T: Team>(load: &mut CachedStatement<'_>, key: &T::Key) -> rusqlite::Result<T::State> {
+    let stored: Option<String> = load.query_row([key.to_string()], |r| r.get(0)).optional()?;
+    match stored {
+        Some(json) => serde_json::from_str(&json).map_err(|e| corrupt_column(0, e)),
+        None => Ok(T::initial(key)),
+    }
 }
 
-pub(crate) fn decode_headers(text: &str) -> Vec<(String, String)> {
-    serde_json::from_str(text).unwrap_or_default()
+/// Writes one batch inside an open transaction.
+fn write_batch<T: Team>(tx: &Transaction<'_>, inputs: &[Input]) -> rusqlite::Result<BatchReport> {
+    let mut w = BatchWriter::<T> {
+        mark: tx.prepare_cached(
+            "INSERT OR IGNORE INTO processed (event_id, return_id, outcome, at_ms) VALUES (?1, ?2, ?3, ?4)",
+        )?,
+        load: tx.prepare_cached(LOAD_STATE)?,
+        effect: tx.prepare_cached(
+            "INSERT INTO effects (event_id, caused_by, return_id, kind, rejection, event, at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?,
+        outbox: tx.prepare_cached(
+            "INSERT INTO outbox (topic, key, headers, payload) VALUES (?1, ?2, ?3, ?4)",
+        )?,
+        states: HashMap::new(),
+        at_ms: now_us() / 1000,
+        report: BatchReport::default(),
+    };
+    for input in inputs {
+        match input {
+            Input::Request { envelope, request } => w.decide(envelope, request)?,
+            Input::Bad {
+                envelope,
+                record,
+                error,
+            } => w.dead_letter(envelope, record, error)?,
+        }
+    }
+    // Every state loaded in this batch was loaded to decide on it, so every one has changed.
+    let mut save = tx.prepare_cached(
+        "INSERT INTO state (key, value) VALUES (?1, ?2)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    )?;
+    for (key, state) in &w.states {
+        let json = serde_json::to_string(state).expect("team state serializes");
+        save.execute(params![key, json])?;
+    }
+    Ok(w.report)
+}
+
+struct BatchWriter<'tx, T: Team> {
+    mark: CachedStatement<'tx>,
+    load: CachedStatement<'tx>,
+    effect: CachedStatement<'tx>,
+    outbox: CachedStatement<'tx>,
+    /// The state of each key decided on in this batch, by the key's text.
+    states: HashMap<String, T::State>,
+    at_ms: i64,
+    report: BatchReport,
+}
+
+impl<T: Team> BatchWriter<'_, T> {
+    /// Record the event id as processed; false when it already was (a redelivery).
+    fn first_time(
+        &mut self,
+        event_id: &str,
+        return_id: Option<&str>,
+        outcome: &str,
+    ) -> rusqlite::Result<bool> {
+        let fresh = self
+            .mark
+            .execute(params![event_id, return_id, outcome, self.at_ms])?
+            == 1;
+        if !fresh {
+            self.report.duplicates += 1;
+        }
+        Ok(fresh)
+    }
+
+    fn decide(&mut self, envelope: &Envelope, request: &RefundRequest) -> rusqlite::Result<()> {
+        let return_id = request.return_id.to_string();
+        if !self.first_time(&envelope.id, Some(&return_id), "decided")? {
+            return Ok(());
+        }
+        let key = T::key(request);
+        let state = match self.states.entry(key.to_string()) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => e.insert(load_state::<T>(&mut self.load, &key)?),
+        };
+        let event = T::decide(state, request);
+        T::evolve(state, &event);
+        let outcome = T::outcome(&event);
+        let out = Envelope::new(
+            wire::team_event_type::<T>(&event),
+            format!("/returns/{}", T::NAME),
+        )
+        .correlated(return_id.clone())
+        .caused_by(envelope.id.clone());
+        let payload = wire::encode_team_event::<T>(&event);
+        self.effect.execute(params![
+            out.id,
+            envelope.id,
+            return_id,
+            outcome.kind,
+            outcome.rejection,
+            std::str::from_utf8(&payload).unwrap_or_default(),
+            self.at_ms
+        ])?;
+        self.outbox.execute(params![
+            team_topic(T::NAME),
+            return_id,
+            headers_to_json(&out.to_headers()),
+            payload
+        ])?;
+        self.report.decided.push(Decided {
+            return_id,
+            outcome,
+            published_at_us: (envelope.time.unix_timestamp_nanos() / 1000) as i64,
+        });
+        Ok(())
+    }
+
+    /// Set a record that cannot be read aside on the team's dead-letter topic, with the reason
+    /// and where it came from.
+    fn dead_letter(
+        &mut self,
+        envelope: &Envelope,
+        record: &Record,
+        error: &WireError,
+    ) -> rusqlite::Result<()> {
+        if !self.first_time(&envelope.id, None, "dead_lettered")? {
+            return Ok(());
+        }
+        let group = team_group(T::NAME);
+        let mut headers = record.headers.clone();
+        headers.extend(
+            [
+                ("dlt_error_kind", error.kind().to_string()),
+                ("dlt_error", error.to_string()),
+                ("dlt_original_topic", record.topic.clone()),
+                ("dlt_original_partition", record.partition.to_string()),
+                ("dlt_original_offset", record.offset.to_string()),
+                ("dlt_original_event_id", envelope.id.clone()),
+                ("dlt_group", group.clone()),
+            ]
+            .map(|(k, v)| (k.to_string(), v)),
+        );
+        self.outbox.execute(params![
+            dead_letter_topic(RETURN_ORDERS, &group),
+            record.key.as_deref().unwrap_or(&envelope.id),
+            headers_to_json(&headers),
+            record.payload
+        ])?;
+        self.report.dead_lettered += 1;
+        Ok(())
+    }
 }

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::faults::{CrashPoint, Faults};
 use crate::metrics::TeamMetrics;
 use crate::relay::{Outbox, Relay};
-use crate::store::{now_us, store_path, Input, TeamStore};
+use crate::store::{now_us, store_path, BatchReport, Input, TeamStore};
 use crate::ServiceError;
 
 #[derive(Debug, Clone)]
@@ -35,12 +35,12 @@ impl Default for TeamConfig {
 
 /// One team, subscribed to `returnOrders` as its own consumer group.
 pub struct TeamService<T: Team> {
-    pub log: Arc<dyn EventLog>,
-    pub data_dir: PathBuf,
-    pub metrics: Arc<TeamMetrics>,
-    pub config: TeamConfig,
-    pub faults: Faults,
-    pub team: PhantomData<fn() -> T>,
+    log: Arc<dyn EventLog>,
+    data_dir: PathBuf,
+    metrics: Arc<TeamMetrics>,
+    config: TeamConfig,
+    faults: Faults,
+    team: PhantomData<fn() -> T>,
 }
 
 /// Aborts the relay task if the service dies without a clean stop (as a crash would).
@@ -137,29 +137,17 @@ impl<T: Team> TeamService<T> {
         wake: &Notify,
     ) -> Result<TeamStore<T>, ServiceError> {
         let positions = positions_after(&records);
-        let inputs: Vec<Input> = records.into_iter().map(Input::decode).collect();
         self.faults.check(CrashPoint::BeforeTransaction)?;
-        let mut backoff = Duration::from_millis(20);
-        let report = loop {
-            let faults = self.faults.clone();
-            let batch = inputs.clone();
-            let (back, result) = tokio::task::spawn_blocking(move || {
-                let r = store.apply(&batch, &faults);
-                (store, r)
-            })
-            .await
-            .map_err(|_| ServiceError::Task(T::NAME))?;
-            store = back;
-            match result {
-                Ok(report) => break report,
-                Err(e) if e.is_transient() => {
-                    tracing::warn!(team = T::NAME, error = %e, "store busy; retrying the batch");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
-                }
-                Err(e) => return Err(e),
-            }
-        };
+        let faults = self.faults.clone();
+        // Decoding and the store are blocking work: both run off the async workers.
+        let (store, report) = tokio::task::spawn_blocking(move || {
+            let inputs: Vec<Input> = records.into_iter().map(Input::decode).collect();
+            let report = apply_with_retry(&mut store, &inputs, &faults);
+            (store, report)
+        })
+        .await
+        .map_err(|_| ServiceError::Task(T::NAME))?;
+        let report = report?;
         self.metrics.record_batch(&report, now_us());
         wake.notify_one();
         self.faults.check(CrashPoint::AfterTransaction)?;
@@ -169,20 +157,41 @@ impl<T: Team> TeamService<T> {
     }
 }
 
+/// Apply a batch, trying again while the store is busy (another connection holds its lock).
+fn apply_with_retry<T: Team>(
+    store: &mut TeamStore<T>,
+    inputs: &[Input],
+    faults: &crate::Faults,
+) -> Result<BatchReport, ServiceError> {
+    let mut backoff = Duration::from_millis(20);
+    loop {
+        match store.apply(inputs, faults) {
+            Err(e) if e.is_transient() => {
+                tracing::warn!(team = T::NAME, error = %e, "store busy; retrying the batch");
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Commit positions, trying again a few times while the log is busy.
 async fn commit_with_retry(
     sub: &mut dyn Subscription,
     positions: &[Position],
 ) -> Result<(), ServiceError> {
     let mut backoff = Duration::from_millis(20);
-    for _ in 0..10 {
+    let mut attempt = 1;
+    loop {
         match sub.commit(positions).await {
-            Err(e) if e.is_transient() => {
-                tracing::warn!(error = %e, "commit failed; retrying");
+            Err(e) if e.is_transient() && attempt < 10 => {
+                tracing::warn!(error = %e, attempt, "commit failed; retrying");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(2));
+                attempt += 1;
             }
             other => return Ok(other?),
         }
     }
-    Ok(sub.commit(positions).await?)
 }

@@ -7,7 +7,7 @@ use returns_eventlog::EventLog;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::{Faults, ServiceError, TeamConfig, TeamMetrics, TeamService};
+use crate::{ServiceError, TeamMetrics, TeamService};
 
 /// The four teams that react to a return.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -53,36 +53,31 @@ impl FromStr for TeamName {
     }
 }
 
-/// Start one team's service as a task.
+/// Start one team's service as a task (default batch sizes, no injected faults).
 pub fn spawn_team(
     team: TeamName,
     log: Arc<dyn EventLog>,
     data_dir: PathBuf,
     metrics: Arc<TeamMetrics>,
-    config: TeamConfig,
-    faults: Faults,
     shutdown: CancellationToken,
 ) -> JoinHandle<Result<(), ServiceError>> {
     fn go<T: Team>(
         log: Arc<dyn EventLog>,
         data_dir: PathBuf,
         metrics: Arc<TeamMetrics>,
-        config: TeamConfig,
-        faults: Faults,
         shutdown: CancellationToken,
     ) -> JoinHandle<Result<(), ServiceError>> {
-        let service = TeamService::<T>::new(log, data_dir)
-            .with_metrics(metrics)
-            .with_config(config)
-            .with_faults(faults);
-        tokio::spawn(service.run(shutdown))
+        tokio::spawn(
+            TeamService::<T>::new(log, data_dir)
+                .with_metrics(metrics)
+                .run(shutdown),
+        )
     }
-    match team {
-        TeamName::Sales => go::<Sales>(log, data_dir, metrics, config, faults, shutdown),
-        TeamName::Inventory => go::<Inventory>(log, data_dir, metrics, config, faults, shutdown),
-        TeamName::Manufacturing => {
-            go::<Manufacturing>(log, data_dir, metrics, config, faults, shutdown)
-        }
-        TeamName::Accounting => go::<Accounting>(log, data_dir, metrics, config, faults, shutdown),
-    }
+    let go = match team {
+        TeamName::Sales => go::<Sales>,
+        TeamName::Inventory => go::<Inventory>,
+        TeamName::Manufacturing => go::<Manufacturing>,
+        TeamName::Accounting => go::<Accounting>,
+    };
+    go(log, data_dir, metrics, shutdown)
 }

@@ -11,7 +11,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use returns_domain::Generator;
 use returns_eventlog::{team_group, EventLog, RETURN_ORDERS};
 use returns_services::metrics::{new_histogram, Latency, TeamSnapshot};
-use returns_services::{spawn_team, Faults, Publisher, TeamConfig, TeamMetrics, TeamName};
+use returns_services::{spawn_team, Publisher, TeamMetrics, TeamName};
 use serde::Serialize;
 
 use crate::config::Global;
@@ -58,8 +58,8 @@ pub struct TeamReport {
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     let log = global.open_log().await?;
-    log.ensure_topic(RETURN_ORDERS).await?;
-    let first_index: u64 = log.end_offsets(RETURN_ORDERS).await?.iter().sum();
+    let publisher = Publisher::new(Arc::clone(&log));
+    let first_index = publisher.records_on_topic().await?;
     let shutdown = shutdown::on_signal();
     let stop_teams = shutdown.child_token();
 
@@ -76,8 +76,6 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
                 Arc::clone(&log),
                 global.data.clone(),
                 Arc::clone(m),
-                TeamConfig::default(),
-                Faults::none(),
                 stop_teams.clone(),
             ),
         ));
@@ -85,7 +83,6 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
 
     let bars = Bars::new(args.returns, &metrics, args.json);
     let started = Instant::now();
-    let publisher = Publisher::new(Arc::clone(&log));
     let generator = Generator::new(args.seed);
     let mut published = 0u64;
     while published < args.returns && !shutdown.is_cancelled() {
@@ -109,8 +106,14 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
         if shutdown.is_cancelled() {
             break;
         }
-        if let Some((team, h)) = handles.iter().find(|(_, h)| h.is_finished()) {
-            bail!("the {team} team stopped unexpectedly ({:?})", h);
+        if let Some(i) = handles.iter().position(|(_, h)| h.is_finished()) {
+            stop_teams.cancel();
+            let (team, handle) = handles.swap_remove(i);
+            handle
+                .await
+                .with_context(|| format!("the {team} team panicked"))?
+                .with_context(|| format!("the {team} team failed"))?;
+            bail!("the {team} team stopped before handling every return");
         }
         let mut behind = 0;
         for (team, _) in &metrics {

@@ -36,7 +36,6 @@ pub struct Args {
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     let log = global.open_log().await?;
-    log.ensure_topic(RETURN_ORDERS).await?;
     let positions = match &args.file {
         Some(path) if args.raw => {
             let records = read_lines(path)?
@@ -66,7 +65,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
         None => {
             let start = match args.from_index {
                 Some(i) => i,
-                None => log.end_offsets(RETURN_ORDERS).await?.iter().sum(),
+                None => Publisher::new(log.clone()).records_on_topic().await?,
             };
             let requests: Vec<_> = Generator::new(args.seed)
                 .requests(start..start + args.returns)

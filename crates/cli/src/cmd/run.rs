@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use returns_services::{spawn_team, Faults, TeamConfig, TeamMetrics, TeamName};
+use returns_services::{spawn_team, TeamMetrics, TeamName};
 
 use crate::config::Global;
 use crate::shutdown;
@@ -28,8 +28,6 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
         log,
         global.data.clone(),
         Arc::clone(&metrics),
-        TeamConfig::default(),
-        Faults::none(),
         shutdown,
     )
     .await
