@@ -6,7 +6,7 @@ mod common;
 use common::{small_batches, Env};
 use returns_domain::{Accounting, Generator, Manufacturing, Sales, Team};
 use returns_eventlog::envelope::Envelope;
-use returns_eventlog::{dead_letter_topic, team_group, wire, OutRecord, RETURN_ORDERS};
+use returns_eventlog::{dead_letter_topic, team_group, wire, OutRecord, Position, RETURN_ORDERS};
 use returns_services::store::TeamStore;
 
 fn raw(key: &str, headers: Vec<(String, String)>, payload: &[u8]) -> OutRecord {
@@ -50,7 +50,12 @@ fn bad_records() -> Vec<(OutRecord, &'static str)> {
     ]
 }
 
-async fn check_team<T: Team>(env: &Env, good: u64, bad: &[(OutRecord, &'static str)]) {
+async fn check_team<T: Team>(
+    env: &Env,
+    good: u64,
+    bad: &[(OutRecord, &'static str)],
+    at: &[Position],
+) {
     let metrics = env.run_to_end::<T>(small_batches()).await;
     let snap = metrics.snapshot();
     assert_eq!(
@@ -73,7 +78,7 @@ async fn check_team<T: Team>(env: &Env, good: u64, bad: &[(OutRecord, &'static s
         .read_all(&dead_letter_topic(RETURN_ORDERS, &team_group(T::NAME)))
         .await;
     assert_eq!(letters.len(), bad.len(), "{}", T::NAME);
-    for (record, kind) in bad {
+    for ((record, kind), pos) in bad.iter().zip(at) {
         let letter = letters
             .iter()
             .find(|l| l.key.as_deref() == Some(record.key.as_str()))
@@ -86,11 +91,14 @@ async fn check_team<T: Team>(env: &Env, good: u64, bad: &[(OutRecord, &'static s
         );
         assert!(!letter.header("dlt_error").unwrap_or("").is_empty());
         assert_eq!(letter.header("dlt_original_topic"), Some(RETURN_ORDERS));
-        assert!(letter
-            .header("dlt_original_offset")
-            .unwrap()
-            .parse::<u64>()
-            .is_ok());
+        assert_eq!(
+            letter.header("dlt_original_partition"),
+            Some(pos.partition.to_string().as_str())
+        );
+        assert_eq!(
+            letter.header("dlt_original_offset"),
+            Some(pos.offset.to_string().as_str())
+        );
         assert_eq!(
             letter.payload, record.payload,
             "the original bytes are kept"
@@ -103,15 +111,16 @@ async fn bad_records_are_dead_lettered_and_the_good_ones_around_them_handled() {
     let env = Env::new().await;
     let bad = bad_records();
     env.publish(3, 0..150).await;
-    env.log
+    let at = env
+        .log
         .append(RETURN_ORDERS, bad.iter().map(|(r, _)| r.clone()).collect())
         .await
         .unwrap();
     env.publish(3, 150..300).await;
 
-    check_team::<Sales>(&env, 300, &bad).await;
-    check_team::<Manufacturing>(&env, 300, &bad).await;
-    check_team::<Accounting>(&env, 300, &bad).await;
+    check_team::<Sales>(&env, 300, &bad, &at).await;
+    check_team::<Manufacturing>(&env, 300, &bad, &at).await;
+    check_team::<Accounting>(&env, 300, &bad, &at).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
