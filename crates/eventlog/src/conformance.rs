@@ -14,11 +14,12 @@ use crate::{EventLog, OutRecord, Record, Subscription};
 pub const DEADLINE: Duration = Duration::from_secs(20);
 
 /// Expand to one `#[tokio::test]` per check, each opening its log with `$open` (an async
-/// expression yielding `Arc<dyn EventLog>`).
+/// expression yielding `Arc<dyn EventLog>`). Attributes after `$open` go on every test (for
+/// example an `ignore` when the backend's server is absent).
 #[macro_export]
 macro_rules! conformance_tests {
-    ($open:expr) => {
-        $crate::conformance_tests!(@each $open;
+    ($open:expr $(, #[$attr:meta])* $(,)?) => {
+        $crate::conformance_tests!(@each [$(#[$attr])*] $open;
             keys_keep_their_order,
             append_returns_positions_readable_by_read,
             groups_are_independent,
@@ -29,15 +30,17 @@ macro_rules! conformance_tests {
             headers_and_payload_round_trip,
         );
     };
-    (@each $open:expr; $($check:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $check() {
-                let log = $open.await;
-                $crate::conformance::$check(log).await;
-            }
-        )*
+    // One check at a time: the attributes repeat once per check.
+    (@each [$($attr:tt)*] $open:expr; $check:ident, $($rest:ident,)*) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        $($attr)*
+        async fn $check() {
+            let log = $open.await;
+            $crate::conformance::$check(log).await;
+        }
+        $crate::conformance_tests!(@each [$($attr)*] $open; $($rest,)*);
     };
+    (@each [$($attr:tt)*] $open:expr;) => {};
 }
 
 pub fn unique(prefix: &str) -> String {

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 /// never business rejections.
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
-    #[error("event log URL `{url}` is not valid: {reason} (expected sqlite://DIR/log.db)")]
+    #[error("event log URL `{url}` is not valid: {reason} (expected sqlite://DIR/log.db or kafka://HOST:PORT)")]
     InvalidUrl { url: String, reason: String },
     #[error("cannot open the event log at {path}: {source}")]
     Open {
@@ -28,6 +28,28 @@ pub enum LogError {
     Fenced { group: String, generation: i64 },
     #[error("the event log has shut down")]
     Closed,
+    #[error("Kafka {op} failed: {source}{}", kafka_hint(source))]
+    Kafka {
+        op: &'static str,
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+    #[error("Kafka {op} did not finish within {seconds} s (is the broker up? `bash scripts/kafka.sh status`)")]
+    Timeout { op: &'static str, seconds: u64 },
+}
+
+/// A hint for the errors a user can fix.
+fn kafka_hint(e: &rdkafka::error::KafkaError) -> &'static str {
+    use rdkafka::types::RDKafkaErrorCode as C;
+    match e.rdkafka_error_code() {
+        Some(C::AllBrokersDown | C::BrokerTransportFailure | C::Resolve | C::OperationTimedOut) => {
+            " (is the broker up? `bash scripts/kafka.sh start` runs one on 127.0.0.1)"
+        }
+        Some(
+            C::TopicAuthorizationFailed | C::GroupAuthorizationFailed | C::SaslAuthenticationFailed,
+        ) => " (check the security settings passed in the kafka:// URL)",
+        _ => "",
+    }
 }
 
 impl LogError {
@@ -38,6 +60,8 @@ impl LogError {
                 e.sqlite_error_code(),
                 Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
             ),
+            LogError::Kafka { source, .. } => crate::kafka::is_transient(source),
+            LogError::Timeout { .. } => true,
             _ => false,
         }
     }

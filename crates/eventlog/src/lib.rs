@@ -8,11 +8,13 @@
 //! - [`envelope`] maps the CloudEvents 1.0 attributes (id, type, source, time, correlation and
 //!   causation ids) onto record headers, the same way for every backend.
 //! - [`wire`] is the only module that decides bytes: versioned event types, encode and decode.
-//! - Backends: [`sqlite`] (the embedded default, `sqlite://DIR/log.db`).
+//! - Backends: [`sqlite`] (the embedded default, `sqlite://DIR/log.db`) and [`kafka`]
+//!   (`kafka://HOST:PORT`, on librdkafka).
 //! - [`conformance`] (feature `testkit`) is the test suite every backend must pass.
 
 pub mod envelope;
 mod error;
+pub mod kafka;
 mod log;
 pub mod record;
 pub mod sqlite;

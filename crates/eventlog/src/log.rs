@@ -16,6 +16,13 @@ pub trait EventLog: Send + Sync + 'static {
     /// The log's URL, without secrets, for messages and reports.
     fn describe(&self) -> String;
 
+    /// For a log that lives outside the data directory, a name for this very log (Kafka: the
+    /// cluster id and namespace), so that state built from one log is kept apart from state
+    /// built from another. `None` for a log inside the data directory.
+    fn instance(&self) -> Option<String> {
+        None
+    }
+
     /// Create the topic if it does not exist yet (with the backend's partition count).
     async fn ensure_topic(&self, topic: &str) -> Result<(), LogError>;
 

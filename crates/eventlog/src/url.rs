@@ -1,6 +1,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::kafka::{KafkaConfig, KafkaLog};
 use crate::sqlite::SqliteLog;
 use crate::{EventLog, LogError};
 
@@ -12,6 +13,7 @@ pub const DEFAULT_PARTITIONS: u32 = 3;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LogUrl {
     Sqlite { path: PathBuf, partitions: u32 },
+    Kafka(KafkaConfig),
 }
 
 impl LogUrl {
@@ -23,6 +25,9 @@ impl LogUrl {
         let (scheme, rest) = url
             .split_once("://")
             .ok_or_else(|| invalid("missing scheme"))?;
+        if scheme == "kafka" {
+            return Ok(LogUrl::Kafka(KafkaConfig::parse(rest, &invalid)?));
+        }
         let (path, query) = match rest.split_once('?') {
             Some((p, q)) => (p, Some(q)),
             None => (rest, None),
@@ -54,9 +59,6 @@ impl LogUrl {
                     partitions,
                 })
             }
-            "kafka" => Err(invalid(
-                "the Kafka backend is not built yet; use sqlite://DIR/log.db",
-            )),
             other => Err(invalid(&format!("unknown scheme `{other}`"))),
         }
     }
@@ -69,6 +71,7 @@ pub async fn open(url: &str) -> Result<Arc<dyn EventLog>, LogError> {
             let log = SqliteLog::open(&path, partitions).await?;
             Ok(Arc::new(log))
         }
+        LogUrl::Kafka(config) => Ok(Arc::new(KafkaLog::open(config).await?)),
     }
 }
 

@@ -74,7 +74,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
             spawn_team(
                 *team,
                 Arc::clone(&log),
-                global.data.clone(),
+                global.data_dir(log.as_ref()),
                 Arc::clone(m),
                 stop_teams.clone(),
             ),

@@ -17,22 +17,18 @@ pub struct Args {
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     let team: TeamName = args.team.parse()?;
     let log = global.open_log().await?;
+    let data = global.data_dir(log.as_ref());
     let metrics = Arc::new(TeamMetrics::new(team.as_str()));
     let shutdown = shutdown::on_signal();
     eprintln!(
-        "{team}: handling returnOrders on {} (Ctrl-C to stop)",
-        log.describe()
+        "{team}: handling returnOrders on {}, store in {} (Ctrl-C to stop)",
+        log.describe(),
+        data.display()
     );
-    spawn_team(
-        team,
-        log,
-        global.data.clone(),
-        Arc::clone(&metrics),
-        shutdown,
-    )
-    .await
-    .with_context(|| format!("the {team} team panicked"))?
-    .with_context(|| format!("the {team} team failed"))?;
+    spawn_team(team, log, data, Arc::clone(&metrics), shutdown)
+        .await
+        .with_context(|| format!("the {team} team panicked"))?
+        .with_context(|| format!("the {team} team failed"))?;
     let s = metrics.snapshot();
     eprintln!(
         "{team}: stopped after {} processed, {} duplicates skipped, {} dead-lettered",

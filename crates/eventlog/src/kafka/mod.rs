@@ -1,0 +1,574 @@
+//! The Kafka backend (`kafka://HOST:PORT`), on librdkafka through `rdkafka`.
+//!
+//! - Appends go through one idempotent producer (`acks=all`, Java-compatible murmur2
+//!   partitioner), keyed by the record key, so one return stays in order on one partition even
+//!   when a send is retried.
+//! - Topics are created through the admin API the first time they are used, with the URL's
+//!   partition count.
+//! - A subscription is one member of a Kafka consumer group ([`subscription`]): offsets are
+//!   stored and committed only when the caller says its effects are durable.
+//! - Reads outside any group (`read`, `for_each_record`) assign partitions on a consumer with no
+//!   group, so they never move anyone's position.
+//! - A namespace in the URL prefixes every topic and group, so tests and several demos can share
+//!   one cluster.
+//!
+//! librdkafka's calls block; every one of them runs on tokio's blocking pool.
+
+mod config;
+mod subscription;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+
+pub use config::{ClientKind, KafkaConfig};
+
+use crate::{EventLog, LogError, OutRecord, Position, Record, Subscription};
+
+/// How long a metadata, offset or admin request may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The Kafka event log.
+pub struct KafkaLog {
+    shared: Arc<Shared>,
+    cluster_id: String,
+}
+
+pub(crate) struct Shared {
+    pub(crate) config: KafkaConfig,
+    producer: FutureProducer,
+    admin: AdminClient<DefaultClientContext>,
+    /// A consumer with no group: metadata, end offsets.
+    meta: BaseConsumer,
+    /// A consumer outside any group for `read`, reassigned on each call.
+    reader: Mutex<BaseConsumer>,
+    /// One group-bound consumer per group asked about in `committed` (never subscribed).
+    offsets: Mutex<HashMap<String, Arc<BaseConsumer>>>,
+    /// Topics known to exist, so `append` asks the cluster only once.
+    known: Mutex<HashSet<String>>,
+}
+
+/// Is this failure worth retrying as it is?
+pub(crate) fn is_transient(e: &KafkaError) -> bool {
+    use RDKafkaErrorCode as C;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            C::QueueFull
+                | C::MessageTimedOut
+                | C::RequestTimedOut
+                | C::OperationTimedOut
+                | C::AllBrokersDown
+                | C::BrokerTransportFailure
+                | C::NotCoordinator
+                | C::CoordinatorLoadInProgress
+                | C::CoordinatorNotAvailable
+                | C::NotLeaderForPartition
+                | C::LeaderNotAvailable
+                | C::NotEnoughReplicas
+                | C::NotEnoughReplicasAfterAppend
+                | C::NetworkException
+                | C::RebalanceInProgress
+                | C::UnknownTopicOrPartition
+        )
+    )
+}
+
+pub(crate) fn kafka_err(op: &'static str) -> impl Fn(KafkaError) -> LogError {
+    move |source| LogError::Kafka { op, source }
+}
+
+/// Build one librdkafka client with our settings, then the URL's.
+fn client_config(config: &KafkaConfig, kind: ClientKind, ours: &[(&str, &str)]) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    for (k, v) in ours {
+        c.set(*k, *v);
+    }
+    for (k, v) in config.client_settings(kind) {
+        c.set(k, v);
+    }
+    c
+}
+
+impl KafkaLog {
+    /// Connect to the cluster and check that it answers.
+    pub async fn open(config: KafkaConfig) -> Result<Self, LogError> {
+        let producer: FutureProducer = client_config(
+            &config,
+            ClientKind::Producer,
+            &[
+                ("enable.idempotence", "true"),
+                ("acks", "all"),
+                // The Java clients' partitioner: a key lands where Kafka's own tools put it.
+                ("partitioner", "murmur2_random"),
+                ("linger.ms", "5"),
+                ("compression.type", "lz4"),
+                ("message.timeout.ms", "60000"),
+            ],
+        )
+        .create()
+        .map_err(kafka_err("producer setup"))?;
+        let admin = client_config(&config, ClientKind::Admin, &[])
+            .create()
+            .map_err(kafka_err("admin client setup"))?;
+        let meta: BaseConsumer = client_config(&config, ClientKind::Consumer, &[])
+            .create()
+            .map_err(kafka_err("consumer setup"))?;
+        // librdkafka assigns partitions only on a consumer with a group id; this one never
+        // joins its group and never commits, so the id is a throwaway.
+        let reader_group = format!("returns.reader.{}", uuid::Uuid::new_v4().simple());
+        let reader: BaseConsumer = client_config(
+            &config,
+            ClientKind::Consumer,
+            &[
+                ("group.id", &reader_group),
+                ("enable.partition.eof", "true"),
+                ("enable.auto.commit", "false"),
+            ],
+        )
+        .create()
+        .map_err(kafka_err("consumer setup"))?;
+        let shared = Arc::new(Shared {
+            config,
+            producer,
+            admin,
+            meta,
+            reader: Mutex::new(reader),
+            offsets: Mutex::new(HashMap::new()),
+            known: Mutex::new(HashSet::new()),
+        });
+        // Fail now, with the cause, if no broker answers.
+        let probe = Arc::clone(&shared);
+        let cluster_id = blocking(move || {
+            probe
+                .meta
+                .fetch_metadata(None, REQUEST_TIMEOUT)
+                .map_err(kafka_err("connect"))?;
+            Ok(probe
+                .meta
+                .client()
+                .fetch_cluster_id(REQUEST_TIMEOUT)
+                .unwrap_or_else(|| "unknown-cluster".to_string()))
+        })
+        .await?;
+        Ok(KafkaLog { shared, cluster_id })
+    }
+
+    pub fn config(&self) -> &KafkaConfig {
+        &self.shared.config
+    }
+}
+
+/// Run blocking librdkafka work on tokio's blocking pool.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, LogError> + Send + 'static,
+) -> Result<T, LogError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|_| LogError::Closed)?
+}
+
+impl Shared {
+    /// Partition count of a cluster topic; `UnknownTopic` (with our name) when it does not exist.
+    fn partitions(&self, topic: &str) -> Result<u32, LogError> {
+        let name = self.config.qualify(topic);
+        let md = self
+            .meta
+            .fetch_metadata(Some(&name), REQUEST_TIMEOUT)
+            .map_err(kafka_err("metadata request"))?;
+        match md.topics().iter().find(|t| t.name() == name) {
+            Some(t) if t.error().is_none() && !t.partitions().is_empty() => {
+                Ok(t.partitions().len() as u32)
+            }
+            Some(t)
+                if t.error().is_none()
+                    || t.error()
+                        == Some(
+                            rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART,
+                        ) =>
+            {
+                Err(LogError::UnknownTopic(topic.to_string()))
+            }
+            Some(t) => Err(LogError::Kafka {
+                op: "metadata request",
+                source: KafkaError::MetadataFetch(
+                    t.error()
+                        .map(Into::into)
+                        .unwrap_or(RDKafkaErrorCode::Unknown),
+                ),
+            }),
+            None => Err(LogError::UnknownTopic(topic.to_string())),
+        }
+    }
+
+    fn end_offsets(&self, topic: &str) -> Result<Vec<u64>, LogError> {
+        let (tpl, partitions) = self.all_partitions(topic, Offset::End)?;
+        // A ListOffsets request for "latest" on every partition at once.
+        let found = self
+            .meta
+            .offsets_for_times(tpl, REQUEST_TIMEOUT)
+            .map_err(kafka_err("end offsets"))?;
+        Ok(per_partition(&found, partitions))
+    }
+
+    /// Every partition of a topic, each with `offset`.
+    fn all_partitions(
+        &self,
+        topic: &str,
+        offset: Offset,
+    ) -> Result<(TopicPartitionList, u32), LogError> {
+        let partitions = self.partitions(topic)?;
+        let name = self.config.qualify(topic);
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..partitions {
+            tpl.add_partition_offset(&name, p as i32, offset)
+                .map_err(kafka_err("offsets request"))?;
+        }
+        Ok((tpl, partitions))
+    }
+
+    fn committed(&self, group: &str, topic: &str) -> Result<Vec<u64>, LogError> {
+        let (tpl, partitions) = self.all_partitions(topic, Offset::Invalid)?;
+        let consumer = {
+            let mut offsets = self.offsets.lock().expect("offsets lock");
+            match offsets.get(group) {
+                Some(c) => Arc::clone(c),
+                None => {
+                    let c: BaseConsumer = client_config(
+                        &self.config,
+                        ClientKind::Consumer,
+                        &[
+                            ("group.id", &self.config.qualify(group)),
+                            ("enable.auto.commit", "false"),
+                        ],
+                    )
+                    .create()
+                    .map_err(kafka_err("consumer setup"))?;
+                    let c = Arc::new(c);
+                    offsets.insert(group.to_string(), Arc::clone(&c));
+                    c
+                }
+            }
+        };
+        let got = consumer
+            .committed_offsets(tpl, REQUEST_TIMEOUT)
+            .map_err(kafka_err("committed offsets request"))?;
+        Ok(per_partition(&got, partitions))
+    }
+
+    /// Read from one partition with the shared group-less consumer: up to `max` records from
+    /// `offset`, stopping at the end of the partition.
+    fn read(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+        max: usize,
+        sink: &mut dyn FnMut(Record) -> bool,
+    ) -> Result<(), LogError> {
+        let partitions = self.partitions(topic)?;
+        if partition >= partitions {
+            return Err(LogError::UnknownPartition {
+                topic: topic.to_string(),
+                partition,
+            });
+        }
+        let name = self.config.qualify(topic);
+        let reader = self.reader.lock().expect("reader lock");
+        let (_, high) = reader
+            .fetch_watermarks(&name, partition as i32, REQUEST_TIMEOUT)
+            .map_err(kafka_err("end offsets"))?;
+        let end = (high.max(0) as u64).min(offset.saturating_add(max as u64));
+        if offset >= end {
+            return Ok(());
+        }
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&name, partition as i32, Offset::Offset(offset as i64))
+            .map_err(kafka_err("assign"))?;
+        reader.assign(&tpl).map_err(kafka_err("assign"))?;
+        let result = (|| {
+            let mut next = offset;
+            let mut idle_since = std::time::Instant::now();
+            while next < end {
+                match reader.poll(Duration::from_millis(100)) {
+                    Some(Ok(m)) => {
+                        if m.topic() != name || m.partition() != partition as i32 {
+                            continue;
+                        }
+                        let o = m.offset() as u64;
+                        if o < next {
+                            continue;
+                        }
+                        idle_since = std::time::Instant::now();
+                        next = o + 1;
+                        if !sink(to_record(&m, topic)) {
+                            break;
+                        }
+                    }
+                    Some(Err(KafkaError::PartitionEOF(_))) => break,
+                    Some(Err(e)) if is_transient(&e) => {
+                        tracing::debug!(error = %e, "read: transient error, still reading");
+                    }
+                    Some(Err(e)) => return Err(kafka_err("read")(e)),
+                    None => {}
+                }
+                if idle_since.elapsed() > REQUEST_TIMEOUT {
+                    return Err(LogError::Timeout {
+                        op: "read",
+                        seconds: REQUEST_TIMEOUT.as_secs(),
+                    });
+                }
+            }
+            Ok(())
+        })();
+        let _ = reader.unassign();
+        result
+    }
+
+    /// Make sure a topic exists, creating it with our partition count.
+    async fn ensure_topic(&self, topic: &str) -> Result<(), LogError> {
+        if self.known.lock().expect("known lock").contains(topic) {
+            return Ok(());
+        }
+        let name = self.config.qualify(topic);
+        let replication = self.config.replication.unwrap_or(-1);
+        let new = NewTopic::new(
+            &name,
+            self.config.partitions as i32,
+            TopicReplication::Fixed(replication),
+        );
+        let opts = AdminOptions::new().operation_timeout(Some(REQUEST_TIMEOUT));
+        let results = self
+            .admin
+            .create_topics([&new], &opts)
+            .await
+            .map_err(kafka_err("create topic"))?;
+        for r in results {
+            match r {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((_, code)) => {
+                    return Err(LogError::Kafka {
+                        op: "create topic",
+                        source: KafkaError::AdminOp(code),
+                    })
+                }
+            }
+        }
+        self.known
+            .lock()
+            .expect("known lock")
+            .insert(topic.to_string());
+        Ok(())
+    }
+}
+
+/// The offsets of an answer, indexed by partition; 0 where a partition has none (no record yet,
+/// nothing committed yet).
+fn per_partition(answer: &TopicPartitionList, partitions: u32) -> Vec<u64> {
+    let mut out = vec![0u64; partitions as usize];
+    for e in answer.elements() {
+        if let (Offset::Offset(o), Some(slot)) = (e.offset(), out.get_mut(e.partition() as usize)) {
+            *slot = o.max(0) as u64;
+        }
+    }
+    out
+}
+
+/// A consumed message as a [`Record`], with its topic named as we know it (`topic`).
+pub(crate) fn to_record(m: &BorrowedMessage<'_>, topic: &str) -> Record {
+    let headers = m
+        .headers()
+        .map(|hs| {
+            hs.iter()
+                .map(|h| {
+                    (
+                        h.key.to_string(),
+                        String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Record {
+        topic: topic.to_string(),
+        partition: m.partition() as u32,
+        offset: m.offset() as u64,
+        key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+        timestamp_ms: m.timestamp().to_millis().unwrap_or(0),
+        headers,
+        payload: m.payload().unwrap_or_default().to_vec(),
+    }
+}
+
+#[async_trait]
+impl EventLog for KafkaLog {
+    fn describe(&self) -> String {
+        self.shared.config.describe()
+    }
+
+    fn instance(&self) -> Option<String> {
+        Some(match &self.shared.config.namespace {
+            Some(ns) => format!("kafka-{}-{ns}", self.cluster_id),
+            None => format!("kafka-{}", self.cluster_id),
+        })
+    }
+
+    async fn ensure_topic(&self, topic: &str) -> Result<(), LogError> {
+        self.shared.ensure_topic(topic).await
+    }
+
+    async fn append(
+        &self,
+        topic: &str,
+        records: Vec<OutRecord>,
+    ) -> Result<Vec<Position>, LogError> {
+        self.shared.ensure_topic(topic).await?;
+        let name = self.shared.config.qualify(topic);
+        let mut pending = Vec::with_capacity(records.len());
+        for r in &records {
+            let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
+            for (k, v) in &r.headers {
+                headers = headers.insert(Header {
+                    key: k,
+                    value: Some(v.as_bytes()),
+                });
+            }
+            let mut record = FutureRecord::to(&name)
+                .key(r.key.as_bytes())
+                .payload(&r.payload)
+                .headers(headers);
+            loop {
+                match self.shared.producer.send_result(record) {
+                    Ok(delivery) => {
+                        pending.push(delivery);
+                        break;
+                    }
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                        // The producer's queue is full: wait for the brokers to take some.
+                        record = back;
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                    }
+                    Err((e, _)) => return Err(kafka_err("produce")(e)),
+                }
+            }
+        }
+        let mut positions = Vec::with_capacity(pending.len());
+        for delivery in pending {
+            let delivered = delivery.await.map_err(|_| LogError::Closed)?;
+            let d = delivered.map_err(|(e, _)| kafka_err("produce")(e))?;
+            positions.push(Position {
+                topic: topic.to_string(),
+                partition: d.partition as u32,
+                offset: d.offset as u64,
+            });
+        }
+        Ok(positions)
+    }
+
+    async fn subscribe(
+        &self,
+        group: &str,
+        topics: &[&str],
+    ) -> Result<Box<dyn Subscription>, LogError> {
+        for t in topics {
+            self.shared.ensure_topic(t).await?;
+        }
+        let sub = subscription::KafkaSubscription::join(&self.shared.config, group, topics)?;
+        Ok(Box::new(sub))
+    }
+
+    async fn end_offsets(&self, topic: &str) -> Result<Vec<u64>, LogError> {
+        let (shared, topic) = (Arc::clone(&self.shared), topic.to_string());
+        blocking(move || shared.end_offsets(&topic)).await
+    }
+
+    async fn committed(&self, group: &str, topic: &str) -> Result<Vec<u64>, LogError> {
+        let shared = Arc::clone(&self.shared);
+        let (group, topic) = (group.to_string(), topic.to_string());
+        blocking(move || shared.committed(&group, &topic)).await
+    }
+
+    async fn read(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+        max: usize,
+    ) -> Result<Vec<Record>, LogError> {
+        let (shared, topic) = (Arc::clone(&self.shared), topic.to_string());
+        blocking(move || {
+            let mut out = Vec::new();
+            shared.read(&topic, partition, offset, max, &mut |r| {
+                out.push(r);
+                true
+            })?;
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn topics(&self) -> Result<Vec<String>, LogError> {
+        let shared = Arc::clone(&self.shared);
+        blocking(move || {
+            let md = shared
+                .meta
+                .fetch_metadata(None, REQUEST_TIMEOUT)
+                .map_err(kafka_err("metadata request"))?;
+            let mut names: Vec<String> = md
+                .topics()
+                .iter()
+                .filter(|t| !t.name().starts_with("__"))
+                .filter_map(|t| shared.config.unqualify(t.name()).map(str::to_string))
+                .collect();
+            names.sort();
+            Ok(names)
+        })
+        .await
+    }
+
+    /// Stream each partition once from its start with the group-less reader, a page at a time
+    /// through a small channel, instead of re-assigning for every page.
+    async fn for_each_record(
+        &self,
+        topic: &str,
+        f: &mut (dyn FnMut(Record) + Send),
+    ) -> Result<(), LogError> {
+        let partitions = match self.end_offsets(topic).await {
+            Err(LogError::UnknownTopic(_)) => return Ok(()),
+            other => other?.len() as u32,
+        };
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Record>>(4);
+        let (shared, topic) = (Arc::clone(&self.shared), topic.to_string());
+        let reading = tokio::task::spawn_blocking(move || {
+            for p in 0..partitions {
+                let mut page = Vec::with_capacity(1000);
+                let mut open = true;
+                shared.read(&topic, p, 0, usize::MAX, &mut |r| {
+                    page.push(r);
+                    if page.len() == 1000 {
+                        open = tx.blocking_send(std::mem::take(&mut page)).is_ok();
+                    }
+                    open
+                })?;
+                if !open || (!page.is_empty() && tx.blocking_send(page).is_err()) {
+                    break;
+                }
+            }
+            Ok::<_, LogError>(())
+        });
+        while let Some(page) = rx.recv().await {
+            page.into_iter().for_each(&mut *f);
+        }
+        reading.await.map_err(|_| LogError::Closed)?
+    }
+}
