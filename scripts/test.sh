@@ -14,21 +14,40 @@ step() {
     echo
     echo "==> $current"
 }
-trap 'status=$?; if [ "$status" -ne 0 ]; then echo; echo "==> FAILED (exit $status): $current" >&2; fi' EXIT
+stop_broker() { :; }
+trap 'status=$?; stop_broker; if [ "$status" -ne 0 ]; then echo; echo "==> FAILED (exit $status): $current" >&2; fi' EXIT
 
 step "cargo fmt --all -- --check (formatting)"
 cargo fmt --all -- --check
 
+# --- Kafka broker ----------------------------------------------------------------------------
+# The Kafka tests run against a real broker. Without RETURNS_KAFKA_BOOTSTRAP set by the caller,
+# scripts/kafka.sh starts a clean single-node broker on 127.0.0.1 (stopped again on exit if this
+# run started it). If it cannot start, the run fails here: Kafka tests never pass without one.
+# The broker is started before the lints so that every step compiles with the same cfg
+# (crates/*/build.rs turn the Kafka tests on when RETURNS_KAFKA_BOOTSTRAP is set).
+if [ -z "${RETURNS_KAFKA_BOOTSTRAP:-}" ]; then
+    step "scripts/kafka.sh start (a real Kafka broker for the Kafka tests)"
+    if ! bash scripts/kafka.sh status >/dev/null 2>&1; then
+        started_broker=1
+    fi
+    RETURNS_KAFKA_BOOTSTRAP=$(bash scripts/kafka.sh start | tail -n 1)
+    if [ -z "$RETURNS_KAFKA_BOOTSTRAP" ]; then
+        echo "the Kafka broker did not start; see kafka-cache/run/broker.log" >&2
+        exit 1
+    fi
+    export RETURNS_KAFKA_BOOTSTRAP
+fi
+stop_broker() {
+    if [ -n "${started_broker:-}" ]; then
+        bash scripts/kafka.sh stop >/dev/null 2>&1 || true
+    fi
+}
+echo "Kafka tests use the broker at $RETURNS_KAFKA_BOOTSTRAP"
+# ------------------------------------------------------------------------------------------------
+
 step "cargo clippy --workspace --all-targets -- -D warnings (lints)"
 cargo clippy --workspace --all-targets -- -D warnings
-
-# --- Kafka broker: not started yet ------------------------------------------------------------
-# The Kafka backend does not exist yet. Once it does, this is where the broker is started with
-# scripts/kafka.sh (stopped again by the EXIT trap above), and its bootstrap address is
-# exported for the Kafka tests. If the broker cannot start, the run must fail here, loudly: the
-# Kafka tests never pass silently without a broker. Today every test runs on the embedded
-# SQLite log and needs no broker.
-# ------------------------------------------------------------------------------------------------
 
 step "cargo test --workspace (unit, conformance and end-to-end tests)"
 cargo test --workspace

@@ -19,7 +19,7 @@ mod subscription;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -169,6 +169,29 @@ impl KafkaLog {
     }
 }
 
+enum TopicMeta {
+    Missing,
+    NotReady(RDKafkaErrorCode),
+    Ready(u32),
+}
+
+/// Run a blocking request again while it fails for a passing reason (a leader moving, a
+/// coordinator loading), for up to [`REQUEST_TIMEOUT`].
+fn retry_transient<T>(mut f: impl FnMut() -> Result<T, LogError>) -> Result<T, LogError> {
+    let deadline = Instant::now() + REQUEST_TIMEOUT;
+    let mut backoff = Duration::from_millis(20);
+    loop {
+        match f() {
+            Err(e) if e.is_transient() && Instant::now() < deadline => {
+                tracing::debug!(error = %e, "retrying a Kafka request");
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_millis(500));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Run blocking librdkafka work on tokio's blocking pool.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, LogError> + Send + 'static,
@@ -179,45 +202,75 @@ async fn blocking<T: Send + 'static>(
 }
 
 impl Shared {
-    /// Partition count of a cluster topic; `UnknownTopic` (with our name) when it does not exist.
-    fn partitions(&self, topic: &str) -> Result<u32, LogError> {
+    /// What the cluster says of a topic right now.
+    fn topic_meta(&self, topic: &str) -> Result<TopicMeta, LogError> {
+        use rdkafka::types::RDKafkaRespErr as E;
         let name = self.config.qualify(topic);
         let md = self
             .meta
             .fetch_metadata(Some(&name), REQUEST_TIMEOUT)
             .map_err(kafka_err("metadata request"))?;
-        match md.topics().iter().find(|t| t.name() == name) {
-            Some(t) if t.error().is_none() && !t.partitions().is_empty() => {
-                Ok(t.partitions().len() as u32)
-            }
-            Some(t)
-                if t.error().is_none()
-                    || t.error()
-                        == Some(
-                            rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART,
-                        ) =>
-            {
-                Err(LogError::UnknownTopic(topic.to_string()))
-            }
-            Some(t) => Err(LogError::Kafka {
-                op: "metadata request",
-                source: KafkaError::MetadataFetch(
-                    t.error()
-                        .map(Into::into)
-                        .unwrap_or(RDKafkaErrorCode::Unknown),
-                ),
-            }),
-            None => Err(LogError::UnknownTopic(topic.to_string())),
+        let Some(t) = md.topics().iter().find(|t| t.name() == name) else {
+            return Ok(TopicMeta::Missing);
+        };
+        match t.error() {
+            Some(E::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) => return Ok(TopicMeta::Missing),
+            Some(e) => return Ok(TopicMeta::NotReady(e.into())),
+            None => {}
         }
+        if t.partitions().is_empty() {
+            return Ok(TopicMeta::Missing);
+        }
+        // Just after creation a partition may have no leader yet.
+        if let Some(p) = t
+            .partitions()
+            .iter()
+            .find(|p| p.leader() < 0 || p.error().is_some())
+        {
+            let code = p
+                .error()
+                .map(Into::into)
+                .unwrap_or(RDKafkaErrorCode::LeaderNotAvailable);
+            return Ok(TopicMeta::NotReady(code));
+        }
+        Ok(TopicMeta::Ready(t.partitions().len() as u32))
+    }
+
+    /// Partition count of a topic once every partition has a leader; `UnknownTopic` when it
+    /// does not exist. With `created`, a missing topic is waited for too (it was just made).
+    fn partitions_when_ready(&self, topic: &str, created: bool) -> Result<u32, LogError> {
+        let deadline = Instant::now() + REQUEST_TIMEOUT;
+        loop {
+            let code = match self.topic_meta(topic)? {
+                TopicMeta::Ready(n) => return Ok(n),
+                TopicMeta::Missing if !created => {
+                    return Err(LogError::UnknownTopic(topic.to_string()))
+                }
+                TopicMeta::Missing => RDKafkaErrorCode::UnknownTopicOrPartition,
+                TopicMeta::NotReady(code) => code,
+            };
+            if Instant::now() > deadline {
+                return Err(LogError::Kafka {
+                    op: "metadata request",
+                    source: KafkaError::MetadataFetch(code),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn partitions(&self, topic: &str) -> Result<u32, LogError> {
+        self.partitions_when_ready(topic, false)
     }
 
     fn end_offsets(&self, topic: &str) -> Result<Vec<u64>, LogError> {
         let (tpl, partitions) = self.all_partitions(topic, Offset::End)?;
         // A ListOffsets request for "latest" on every partition at once.
-        let found = self
-            .meta
-            .offsets_for_times(tpl, REQUEST_TIMEOUT)
-            .map_err(kafka_err("end offsets"))?;
+        let found = retry_transient(|| {
+            self.meta
+                .offsets_for_times(tpl.clone(), REQUEST_TIMEOUT)
+                .map_err(kafka_err("end offsets"))
+        })?;
         Ok(per_partition(&found, partitions))
     }
 
@@ -260,9 +313,11 @@ impl Shared {
                 }
             }
         };
-        let got = consumer
-            .committed_offsets(tpl, REQUEST_TIMEOUT)
-            .map_err(kafka_err("committed offsets request"))?;
+        let got = retry_transient(|| {
+            consumer
+                .committed_offsets(tpl.clone(), REQUEST_TIMEOUT)
+                .map_err(kafka_err("committed offsets request"))
+        })?;
         Ok(per_partition(&got, partitions))
     }
 
@@ -336,7 +391,7 @@ impl Shared {
     }
 
     /// Make sure a topic exists, creating it with our partition count.
-    async fn ensure_topic(&self, topic: &str) -> Result<(), LogError> {
+    async fn ensure_topic(self: &Arc<Self>, topic: &str) -> Result<(), LogError> {
         if self.known.lock().expect("known lock").contains(topic) {
             return Ok(());
         }
@@ -364,6 +419,9 @@ impl Shared {
                 }
             }
         }
+        // Producing or subscribing before every partition has a leader fails or stalls.
+        let (shared, t) = (self.clone(), topic.to_string());
+        blocking(move || shared.partitions_when_ready(&t, true)).await?;
         self.known
             .lock()
             .expect("known lock")
