@@ -40,6 +40,8 @@
 #   KAFKA_STOP_TIMEOUT     seconds `stop` waits after SIGTERM before SIGKILL (default 30)
 #   KAFKA_HEAP_OPTS        broker heap (default "-Xms512m -Xmx1g")
 #   KAFKA_JVM_OPTS         more broker JVM options (default none)
+#   KAFKA_BOOTSTRAP        for console-producer, console-consumer and topics: the cluster to
+#                          talk to (default: this cache's running broker)
 #
 # Only the cache dir is written (and Maven's own local repository, ~/.m2 by default).
 # Messages go to stderr; stdout carries only the bootstrap address (start), the status
@@ -483,6 +485,11 @@ cmd_status() {
 
 # The address of this cache's running broker, or a clear error.
 running_bootstrap() {
+  # The tools may target any cluster: KAFKA_BOOTSTRAP names it.
+  if [[ -n ${KAFKA_BOOTSTRAP:-} ]]; then
+    printf '%s\n' "$KAFKA_BOOTSTRAP"
+    return
+  fi
   broker_pid >/dev/null ||
     die "no broker of $CACHE is running" "start one: bash scripts/kafka.sh start"
   bootstrap_addr
