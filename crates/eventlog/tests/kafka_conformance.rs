@@ -23,3 +23,86 @@ returns_eventlog::conformance_tests!(
         ignore = "needs a Kafka broker: run `bash scripts/test.sh`, or set RETURNS_KAFKA_BOOTSTRAP"
     )]
 );
+
+/// Kafka-only: a second member joins the group mid-stream, so partitions are revoked from the
+/// first one and reassigned. Each member commits what it handled after every batch; together
+/// they handle every record, and the group's committed positions end at the end of the topic,
+/// so a later member gets nothing again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(kafka_broker),
+    ignore = "needs a Kafka broker: run `bash scripts/test.sh`, or set RETURNS_KAFKA_BOOTSTRAP"
+)]
+async fn a_rebalance_drops_nothing_and_keeps_what_was_committed() {
+    use std::collections::BTreeSet;
+    use std::time::{Duration, Instant};
+
+    use returns_eventlog::conformance::{poll_n, unique};
+    use returns_eventlog::{positions_after, OutRecord, Subscription};
+
+    let log = open().await;
+    let topic = unique("rebalance");
+    let group = unique("g");
+    let records: Vec<OutRecord> = (0..600)
+        .map(|i| OutRecord {
+            key: format!("k{i}"),
+            headers: vec![],
+            payload: i.to_string().into_bytes(),
+        })
+        .collect();
+    log.append(&topic, records).await.unwrap();
+
+    let mut seen = BTreeSet::new();
+    let mut deliveries = 0;
+    let mut handle = |seen: &mut BTreeSet<String>, records: &[returns_eventlog::Record]| {
+        deliveries += records.len();
+        for r in records {
+            seen.insert(String::from_utf8(r.payload.clone()).unwrap());
+        }
+    };
+    // The first member handles a little and commits it.
+    let mut a = log.subscribe(&group, &[&topic]).await.unwrap();
+    let first = poll_n(a.as_mut(), 50).await;
+    handle(&mut seen, &first);
+    a.commit(&positions_after(&first)).await.unwrap();
+
+    // A second member joins: the group rebalances while both keep polling and committing.
+    let mut b = log.subscribe(&group, &[&topic]).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut b_got_some = false;
+    while seen.len() < 600 || log.lag(&group, &topic).await.unwrap() > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "after 60 s: {} of 600 handled, lag {}",
+            seen.len(),
+            log.lag(&group, &topic).await.unwrap()
+        );
+        // The first member takes one record at a time until the second has partitions, so
+        // the rebalance happens while it still has records fetched and not handed out.
+        let a_max = if b_got_some { 100 } else { 1 };
+        for (sub, is_b, max) in [(&mut a, false, a_max), (&mut b, true, 100)] {
+            let sub: &mut Box<dyn Subscription> = sub;
+            let got = sub.poll(max, Duration::from_millis(100)).await.unwrap();
+            b_got_some |= is_b && !got.is_empty();
+            handle(&mut seen, &got);
+            sub.commit(&positions_after(&got)).await.unwrap();
+        }
+    }
+    assert!(b_got_some, "the second member was given partitions");
+    assert_eq!(
+        seen.len(),
+        600,
+        "every record handled by one member or the other"
+    );
+    assert_eq!(
+        deliveries, 600,
+        "no record handed out twice across the rebalance"
+    );
+    drop((a, b));
+
+    // Both members have left; what they committed stays: the group ends at the topic's end.
+    assert_eq!(
+        log.committed(&group, &topic).await.unwrap(),
+        log.end_offsets(&topic).await.unwrap()
+    );
+}

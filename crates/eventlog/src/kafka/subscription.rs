@@ -7,7 +7,7 @@
 //! races a rebalance, the stored offsets are committed by librdkafka as the partitions are
 //! revoked (`enable.auto.commit=true` commits stored offsets on revocation and on close).
 //! Records fetched but not yet handed out are dropped with the partition and read again by its
-//! next owner from the committed offset: nothing is lost.
+//! next owner from the committed offset: nothing is lost, and nothing is handed out twice.
 //!
 //! `poll` is cancel-safe: records are gathered into a buffer owned by the subscription, so a
 //! poll dropped mid-way leaves what it fetched for the next one.
@@ -25,9 +25,13 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use super::{client_config, is_transient, kafka_err, to_record, ClientKind, KafkaConfig};
 use crate::{LogError, Position, Record, Subscription};
 
-/// Logs what the group coordinator gives and takes.
+/// Logs what the group coordinator gives and takes, and forgets fetched records of partitions
+/// taken away before the caller got them (their next owner reads them from the committed
+/// offset; handing them out here too would handle them twice).
 pub(crate) struct GroupContext {
     group: String,
+    names: Arc<HashMap<String, String>>,
+    buffer: Arc<Mutex<VecDeque<Record>>>,
 }
 
 impl ClientContext for GroupContext {}
@@ -35,7 +39,27 @@ impl ClientContext for GroupContext {}
 impl ConsumerContext for GroupContext {
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
-            tracing::info!(group = %self.group, partitions = %describe(tpl), "partitions revoked; stored offsets are committed");
+            let revoked: Vec<(String, u32)> = tpl
+                .elements()
+                .iter()
+                .map(|e| {
+                    let topic = self.names.get(e.topic()).map_or(e.topic(), String::as_str);
+                    (topic.to_string(), e.partition() as u32)
+                })
+                .collect();
+            let mut buffer = self.buffer.lock().expect("buffer lock");
+            let before = buffer.len();
+            buffer.retain(|r| {
+                !revoked
+                    .iter()
+                    .any(|(t, p)| *t == r.topic && *p == r.partition)
+            });
+            tracing::info!(
+                group = %self.group,
+                partitions = %describe(tpl),
+                dropped_unhandled = before - buffer.len(),
+                "partitions revoked; stored offsets are committed"
+            );
         }
     }
 
@@ -76,6 +100,13 @@ impl KafkaSubscription {
         topics: &[&str],
     ) -> Result<Self, LogError> {
         let qualified_group = config.qualify(group);
+        let names: Arc<HashMap<String, String>> = Arc::new(
+            topics
+                .iter()
+                .map(|t| (config.qualify(t), t.to_string()))
+                .collect(),
+        );
+        let buffer = Arc::new(Mutex::new(VecDeque::new()));
         let consumer: BaseConsumer<GroupContext> = client_config(
             config,
             ClientKind::Consumer,
@@ -92,20 +123,18 @@ impl KafkaSubscription {
         )
         .create_with_context(GroupContext {
             group: qualified_group.clone(),
+            names: Arc::clone(&names),
+            buffer: Arc::clone(&buffer),
         })
         .map_err(kafka_err("consumer setup"))?;
-        let names: HashMap<String, String> = topics
-            .iter()
-            .map(|t| (config.qualify(t), t.to_string()))
-            .collect();
         let cluster_topics: Vec<&str> = names.keys().map(String::as_str).collect();
         consumer
             .subscribe(&cluster_topics)
             .map_err(kafka_err("subscribe"))?;
         Ok(KafkaSubscription {
             consumer: Arc::new(consumer),
-            names: Arc::new(names),
-            buffer: Arc::new(Mutex::new(VecDeque::new())),
+            names,
+            buffer,
             group: qualified_group,
         })
     }
