@@ -67,6 +67,33 @@ pub struct Decided {
     pub published_at_us: i64,
 }
 
+/// A team's decision on one return, as its store holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Effect {
+    pub return_id: String,
+    /// The decision's kind, e.g. `order_refunded` or `refund_rejected`.
+    pub kind: String,
+    /// The business reason of a rejection, e.g. `OrderAlreadyRefunded`.
+    pub rejection: Option<String>,
+    /// The team event's versioned JSON.
+    pub event: String,
+}
+
+/// The answer to a direct call (the traditional model's endpoint).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DirectAnswer {
+    /// Decided now.
+    Decided(Effect),
+    /// This return was decided before: the earlier decision, unchanged.
+    AlreadyDecided(Effect),
+}
+
+/// The event id under which a direct call for a return is recorded: one per return, so calling
+/// again for the same return is recognised.
+pub fn direct_event_id(return_id: &str) -> String {
+    format!("direct:{return_id}")
+}
+
 /// What one batch did.
 #[derive(Debug, Default, Clone)]
 pub struct BatchReport {
@@ -188,11 +215,75 @@ impl<T: Team> TeamStore<T> {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(&err)?;
-        let report = write_batch::<T>(&tx, inputs).map_err(&err)?;
+        let report = write_batch::<T>(&tx, inputs, Publish::Yes).map_err(&err)?;
         // A crash here leaves the transaction uncommitted: SQLite rolls it back.
         faults.check(CrashPoint::InsideTransaction)?;
         tx.commit().map_err(&err)?;
         Ok(report)
+    }
+
+    /// Decide one request called directly (the traditional model: no log, no outgoing events),
+    /// in its own transaction, idempotent on the return id.
+    pub fn handle_direct(&mut self, request: &RefundRequest) -> Result<DirectAnswer, ServiceError> {
+        let return_id = request.return_id.to_string();
+        let event_id = direct_event_id(&return_id);
+        let input = Input::Request {
+            envelope: Envelope::new(wire::REFUND_REQUEST_DEFAULT_TYPE, "/returns/user-support")
+                .with_id(event_id.clone())
+                .correlated(return_id),
+            request: Box::new(request.clone()),
+        };
+        let err = store_error(T::NAME, &self.path);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(&err)?;
+        let report =
+            write_batch::<T>(&tx, std::slice::from_ref(&input), Publish::No).map_err(&err)?;
+        let effect = tx
+            .query_row(
+                "SELECT return_id, kind, rejection, event FROM effects WHERE caused_by = ?1",
+                [&event_id],
+                |r| {
+                    Ok(Effect {
+                        return_id: r.get(0)?,
+                        kind: r.get(1)?,
+                        rejection: r.get(2)?,
+                        event: r.get(3)?,
+                    })
+                },
+            )
+            .map_err(&err)?;
+        tx.commit().map_err(&err)?;
+        Ok(if report.duplicates > 0 {
+            DirectAnswer::AlreadyDecided(effect)
+        } else {
+            DirectAnswer::Decided(effect)
+        })
+    }
+
+    /// Every state row (key, JSON), in key order: two stores agree when these are equal.
+    pub fn state_rows(&self) -> Result<Vec<(String, String)>, ServiceError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT key, value FROM state ORDER BY key")
+            .map_err(self.err())?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(self.err())?;
+        rows.collect::<Result<_, _>>().map_err(self.err())
+    }
+
+    /// When each return was first decided (unix ms).
+    pub fn decided_at(&self) -> Result<HashMap<String, i64>, ServiceError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT return_id, MIN(at_ms) FROM effects GROUP BY return_id")
+            .map_err(self.err())?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(self.err())?;
+        rows.collect::<Result<_, _>>().map_err(self.err())
     }
 
     /// The team's state for one key, as its rule sees it.
@@ -250,8 +341,19 @@ fn load_state<T: Team>(load: &mut CachedStatement<'_>, key: &T::Key) -> rusqlite
     }
 }
 
+/// Whether a batch's decisions go to the outbox, to be published on the team's topic.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Publish {
+    Yes,
+    No,
+}
+
 /// Writes one batch inside an open transaction.
-fn write_batch<T: Team>(tx: &Transaction<'_>, inputs: &[Input]) -> rusqlite::Result<BatchReport> {
+fn write_batch<T: Team>(
+    tx: &Transaction<'_>,
+    inputs: &[Input],
+    publish: Publish,
+) -> rusqlite::Result<BatchReport> {
     let mut w = BatchWriter::<T> {
         mark: tx.prepare_cached(
             "INSERT OR IGNORE INTO processed (event_id, return_id, outcome, at_ms) VALUES (?1, ?2, ?3, ?4)",
@@ -265,6 +367,7 @@ fn write_batch<T: Team>(tx: &Transaction<'_>, inputs: &[Input]) -> rusqlite::Res
             "INSERT INTO outbox (topic, key, headers, payload) VALUES (?1, ?2, ?3, ?4)",
         )?,
         states: HashMap::new(),
+        publish,
         at_ms: now_us() / 1000,
         report: BatchReport::default(),
     };
@@ -297,6 +400,7 @@ struct BatchWriter<'tx, T: Team> {
     outbox: CachedStatement<'tx>,
     /// The state of each key decided on in this batch, by the key's text.
     states: HashMap<String, T::State>,
+    publish: Publish,
     at_ms: i64,
     report: BatchReport,
 }
@@ -348,12 +452,14 @@ impl<T: Team> BatchWriter<'_, T> {
             std::str::from_utf8(&payload).unwrap_or_default(),
             self.at_ms
         ])?;
-        self.outbox.execute(params![
-            team_topic(T::NAME),
-            return_id,
-            headers_to_json(&out.to_headers()),
-            payload
-        ])?;
+        if self.publish == Publish::Yes {
+            self.outbox.execute(params![
+                team_topic(T::NAME),
+                return_id,
+                headers_to_json(&out.to_headers()),
+                payload
+            ])?;
+        }
         self.report.decided.push(Decided {
             return_id,
             outcome,

@@ -14,7 +14,7 @@ use crate::faults::{CrashPoint, Faults};
 use crate::metrics::TeamMetrics;
 use crate::relay::{Outbox, Relay};
 use crate::store::{now_us, store_path, BatchReport, Input, TeamStore};
-use crate::ServiceError;
+use crate::{ServiceError, TeamFaultState};
 
 #[derive(Debug, Clone)]
 pub struct TeamConfig {
@@ -40,6 +40,8 @@ pub struct TeamService<T: Team> {
     metrics: Arc<TeamMetrics>,
     config: TeamConfig,
     faults: Faults,
+    /// Scheduled slowness and errors (`returns compare`); none by default.
+    schedule: TeamFaultState,
     team: PhantomData<fn() -> T>,
 }
 
@@ -60,6 +62,7 @@ impl<T: Team> TeamService<T> {
             metrics: Arc::new(TeamMetrics::new(T::NAME)),
             config: TeamConfig::default(),
             faults: Faults::none(),
+            schedule: TeamFaultState::none(),
             team: PhantomData,
         }
     }
@@ -71,6 +74,13 @@ impl<T: Team> TeamService<T> {
 
     pub fn with_faults(mut self, faults: Faults) -> Self {
         self.faults = faults;
+        self
+    }
+
+    /// Make every batch slower by the schedule's latency and fail (then retry) it at the
+    /// schedule's error rate. Outages are not handled here: the caller stops the service.
+    pub fn with_schedule(mut self, schedule: TeamFaultState) -> Self {
+        self.schedule = schedule;
         self
     }
 
@@ -138,11 +148,16 @@ impl<T: Team> TeamService<T> {
     ) -> Result<TeamStore<T>, ServiceError> {
         let positions = positions_after(&records);
         self.faults.check(CrashPoint::BeforeTransaction)?;
+        let latency = self.schedule.latency();
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
         let faults = self.faults.clone();
+        let schedule = self.schedule.clone();
         // Decoding and the store are blocking work: both run off the async workers.
         let (store, report) = tokio::task::spawn_blocking(move || {
             let inputs: Vec<Input> = records.into_iter().map(Input::decode).collect();
-            let report = apply_with_retry(&mut store, &inputs, &faults);
+            let report = apply_with_retry(&mut store, &inputs, &faults, &schedule);
             (store, report)
         })
         .await
@@ -162,9 +177,16 @@ fn apply_with_retry<T: Team>(
     store: &mut TeamStore<T>,
     inputs: &[Input],
     faults: &crate::Faults,
+    schedule: &TeamFaultState,
 ) -> Result<BatchReport, ServiceError> {
     let mut backoff = Duration::from_millis(20);
     loop {
+        if schedule.fails_now() {
+            tracing::warn!(team = T::NAME, "scheduled error; retrying the batch");
+            std::thread::sleep(backoff);
+            backoff = (backoff * 2).min(Duration::from_secs(2));
+            continue;
+        }
         match store.apply(inputs, faults) {
             Err(e) if e.is_transient() => {
                 tracing::warn!(team = T::NAME, error = %e, "store busy; retrying the batch");

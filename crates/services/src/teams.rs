@@ -1,4 +1,5 @@
-use std::path::PathBuf;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 
@@ -7,7 +8,7 @@ use returns_eventlog::EventLog;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::{ServiceError, TeamMetrics, TeamService};
+use crate::{ServiceError, TeamFaultState, TeamMetrics, TeamService, TeamStore};
 
 /// The four teams that react to a return.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -61,15 +62,36 @@ pub fn spawn_team(
     metrics: Arc<TeamMetrics>,
     shutdown: CancellationToken,
 ) -> JoinHandle<Result<(), ServiceError>> {
+    spawn_team_scheduled(
+        team,
+        log,
+        data_dir,
+        metrics,
+        TeamFaultState::none(),
+        shutdown,
+    )
+}
+
+/// Start one team's service as a task, slowed down and failing as `schedule` says.
+pub fn spawn_team_scheduled(
+    team: TeamName,
+    log: Arc<dyn EventLog>,
+    data_dir: PathBuf,
+    metrics: Arc<TeamMetrics>,
+    schedule: TeamFaultState,
+    shutdown: CancellationToken,
+) -> JoinHandle<Result<(), ServiceError>> {
     fn go<T: Team>(
         log: Arc<dyn EventLog>,
         data_dir: PathBuf,
         metrics: Arc<TeamMetrics>,
+        schedule: TeamFaultState,
         shutdown: CancellationToken,
     ) -> JoinHandle<Result<(), ServiceError>> {
         tokio::spawn(
             TeamService::<T>::new(log, data_dir)
                 .with_metrics(metrics)
+                .with_schedule(schedule)
                 .run(shutdown),
         )
     }
@@ -79,5 +101,37 @@ pub fn spawn_team(
         TeamName::Manufacturing => go::<Manufacturing>,
         TeamName::Accounting => go::<Accounting>,
     };
-    go(log, data_dir, metrics, shutdown)
+    go(log, data_dir, metrics, schedule, shutdown)
+}
+
+/// What a report needs from a team's store, whatever the team.
+pub trait StoreView {
+    /// Effects per return id.
+    fn effects_per_return(&self) -> Result<HashMap<String, u64>, ServiceError>;
+    /// Every state row, in key order.
+    fn state_rows(&self) -> Result<Vec<(String, String)>, ServiceError>;
+    /// When each return was first decided (unix ms).
+    fn decided_at(&self) -> Result<HashMap<String, i64>, ServiceError>;
+}
+
+impl<T: Team> StoreView for TeamStore<T> {
+    fn effects_per_return(&self) -> Result<HashMap<String, u64>, ServiceError> {
+        TeamStore::effects_per_return(self)
+    }
+    fn state_rows(&self) -> Result<Vec<(String, String)>, ServiceError> {
+        TeamStore::state_rows(self)
+    }
+    fn decided_at(&self) -> Result<HashMap<String, i64>, ServiceError> {
+        TeamStore::decided_at(self)
+    }
+}
+
+/// Open a team's store in `dir` for reading reports.
+pub fn open_store_view(team: TeamName, dir: &Path) -> Result<Box<dyn StoreView>, ServiceError> {
+    Ok(match team {
+        TeamName::Sales => Box::new(TeamStore::<Sales>::open(dir)?),
+        TeamName::Inventory => Box::new(TeamStore::<Inventory>::open(dir)?),
+        TeamName::Manufacturing => Box::new(TeamStore::<Manufacturing>::open(dir)?),
+        TeamName::Accounting => Box::new(TeamStore::<Accounting>::open(dir)?),
+    })
 }

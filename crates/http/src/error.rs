@@ -1,0 +1,166 @@
+//! Every way a team endpoint answers "no", as one JSON shape:
+//! `{"error": {"kind": "...", "field": "...or null", "message": "..."}}`.
+
+use axum::extract::rejection::{BytesRejection, FailedToBufferBody, JsonRejection};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use returns_eventlog::wire::WireError;
+use returns_services::ServiceError;
+use serde::{Deserialize, Serialize};
+
+use crate::MAX_BODY_BYTES;
+
+/// Why a call got no decision. A business rejection is not one of these: it is a decision.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    /// The body is not JSON, or not a JSON object.
+    #[error("the body is not a RefundRequest v1 JSON object: {0}")]
+    MalformedJson(String),
+    /// A field is missing, has the wrong type, or breaks a rule of `RefundRequest`.
+    #[error("field `{field}` is invalid: {reason}")]
+    InvalidField { field: String, reason: String },
+    #[error("expected a body with `Content-Type: application/json`")]
+    UnsupportedMediaType,
+    #[error("the body is larger than {MAX_BODY_BYTES} bytes")]
+    PayloadTooLarge,
+    /// The team's service is down (an injected outage).
+    #[error("the {0} team is unavailable")]
+    Unavailable(&'static str),
+    /// The call failed on purpose (an injected error rate).
+    #[error("the {0} team failed to answer (injected error)")]
+    InjectedError(&'static str),
+    /// The team's store could not read or write: nothing is known about the decision.
+    #[error(transparent)]
+    Store(#[from] ServiceError),
+    /// The store holds an event for the return that is not JSON.
+    #[error("the {team} store holds an unreadable event for return {return_id}: {reason}")]
+    CorruptEvent {
+        team: &'static str,
+        return_id: String,
+        reason: String,
+    },
+    #[error("no endpoint at {0}")]
+    NotFound(String),
+    #[error("method {0} is not allowed here (use POST)")]
+    MethodNotAllowed(String),
+}
+
+impl HttpError {
+    /// The short stable name clients match on.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            HttpError::MalformedJson(_) => "malformed_json",
+            HttpError::InvalidField { .. } => "invalid_field",
+            HttpError::UnsupportedMediaType => "unsupported_media_type",
+            HttpError::PayloadTooLarge => "payload_too_large",
+            HttpError::Unavailable(_) => "unavailable",
+            HttpError::InjectedError(_) => "injected_error",
+            HttpError::Store(_) | HttpError::CorruptEvent { .. } => "store_failed",
+            HttpError::NotFound(_) => "not_found",
+            HttpError::MethodNotAllowed(_) => "method_not_allowed",
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            HttpError::MalformedJson(_) => StatusCode::BAD_REQUEST,
+            HttpError::InvalidField { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            HttpError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            HttpError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            HttpError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            HttpError::InjectedError(_) | HttpError::Store(_) | HttpError::CorruptEvent { .. } => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+            HttpError::NotFound(_) => StatusCode::NOT_FOUND,
+            HttpError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+        }
+    }
+
+    fn field(&self) -> Option<String> {
+        match self {
+            HttpError::InvalidField { field, .. } => Some(field.clone()),
+            _ => None,
+        }
+    }
+
+    /// The JSON body of this error.
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody {
+            error: ErrorDetail {
+                kind: self.kind().to_string(),
+                field: self.field(),
+                message: self.to_string(),
+            },
+        }
+    }
+}
+
+/// The body of every error answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    /// See [`HttpError::kind`].
+    pub kind: String,
+    /// The offending field, e.g. `order_id` or `ship_to.country`, for `invalid_field`.
+    pub field: Option<String>,
+    pub message: String,
+}
+
+impl IntoResponse for HttpError {
+    fn into_response(self) -> Response {
+        if matches!(self, HttpError::Store(_) | HttpError::CorruptEvent { .. }) {
+            tracing::error!(error = %self, "a team endpoint's store failed");
+        }
+        (self.status(), Json(self.body())).into_response()
+    }
+}
+
+/// axum's own rejections, in our shape instead of its plain-text bodies.
+impl From<JsonRejection> for HttpError {
+    fn from(rejection: JsonRejection) -> Self {
+        match rejection {
+            JsonRejection::MissingJsonContentType(_) => HttpError::UnsupportedMediaType,
+            JsonRejection::BytesRejection(BytesRejection::FailedToBufferBody(
+                FailedToBufferBody::LengthLimitError(_),
+            )) => HttpError::PayloadTooLarge,
+            other => HttpError::MalformedJson(other.body_text()),
+        }
+    }
+}
+
+/// The shape of the body did not fit the wire DTO. Naming the field turns it into a 422; a body
+/// that is valid JSON but not an object at all stays malformed.
+impl From<serde_path_to_error::Error<serde_json::Error>> for HttpError {
+    fn from(e: serde_path_to_error::Error<serde_json::Error>) -> Self {
+        let reason = e.inner().to_string();
+        let parent = Some(e.path().to_string()).filter(|p| p != ".");
+        // serde reports a missing field at its parent, naming it only in the message.
+        let missing = reason
+            .strip_prefix("missing field `")
+            .and_then(|rest| rest.split_once('`'))
+            .map(|(name, _)| name.to_string());
+        let (field, reason) = match (parent, missing) {
+            (Some(parent), Some(name)) => (Some(format!("{parent}.{name}")), "missing".into()),
+            (None, Some(name)) => (Some(name), "missing".into()),
+            (parent, None) => (parent, reason),
+        };
+        match field {
+            Some(field) => HttpError::InvalidField { field, reason },
+            None => HttpError::MalformedJson(reason),
+        }
+    }
+}
+
+impl From<WireError> for HttpError {
+    fn from(e: WireError) -> Self {
+        match e {
+            WireError::Invalid { field, reason } => HttpError::InvalidField { field, reason },
+            other => HttpError::MalformedJson(other.to_string()),
+        }
+    }
+}

@@ -1,0 +1,68 @@
+//! The HTTP side of `returns`, on axum.
+//!
+//! Today this is the **traditional model's team endpoints**: instead of reading `returnOrders`,
+//! each team serves one endpoint that User Support calls for every return, and answers with the
+//! team's decision. Later this crate also holds the returns API and the dashboard.
+//!
+//! | team | endpoint |
+//! |---|---|
+//! | sales | `POST /sales/order-refunds` |
+//! | inventory | `POST /inventory/shipments` |
+//! | manufacturing | `POST /manufacturing/disassembly-orders` |
+//! | accounting | `POST /accounting/asset-disposals` |
+//!
+//! A team's endpoint decides with the same pure rule as the event-sourced model, in the same
+//! kind of store (its own `<data_dir>/<team>.db`, through
+//! [`TeamStore::handle_direct`](returns_services::TeamStore::handle_direct)): one transaction
+//! per call, idempotent on the return id. So the two models differ only in how the request
+//! arrives, and their stores can be compared row by row.
+//!
+//! The body is a `RefundRequest` v1 JSON object, exactly the wire DTO
+//! [`RefundRequestV1`](returns_eventlog::wire::v1::RefundRequestV1), converted and validated as
+//! a record read from the log is. The answers:
+//!
+//! | status | body | when |
+//! |---|---|---|
+//! | 201 | [`Decision`], `duplicate: false` | decided now; a business rejection (e.g. `OrderAlreadyRefunded`) is a decision too |
+//! | 200 | [`Decision`], `duplicate: true` | the return was decided before: that decision, unchanged |
+//! | 400 | `malformed_json` | not JSON, or not a JSON object |
+//! | 422 | `invalid_field`, naming the field | a field is missing, of the wrong type, or invalid |
+//! | 413, 415 | `payload_too_large`, `unsupported_media_type` | a body over [`MAX_BODY_BYTES`]; a content type other than JSON |
+//! | 404, 405 | `not_found`, `method_not_allowed` | another path or method |
+//! | 503 | `unavailable` | the team is down (an injected outage) |
+//! | 500 | `injected_error`, `store_failed` | an injected failure; the store could not read or write |
+//!
+//! Every error body is `{"error": {"kind", "field", "message"}}` ([`ErrorBody`]).
+//!
+//! Faults for `returns compare` ([`TeamFaultState`](returns_services::TeamFaultState)) act
+//! before the handler: a team that is down answers 503 at once; otherwise the latency passes,
+//! then an injected error answers 500. Neither touches the store.
+//!
+//! The store is a blocking SQLite connection, so each team keeps one behind a mutex and calls
+//! it on tokio's blocking pool.
+
+mod error;
+pub mod orchestrator;
+mod team;
+
+pub use error::{ErrorBody, ErrorDetail, HttpError};
+pub use team::{path, team_router, Decision};
+
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// The largest request body a team endpoint reads (a request is well under 1 KiB).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Serve `router` on `listener` until `shutdown` is cancelled, then finish the calls in flight
+/// and return.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+}
