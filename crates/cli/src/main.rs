@@ -34,6 +34,8 @@ enum Command {
     Publish(cmd::publish::Args),
     /// Run one team until Ctrl-C or SIGTERM.
     Run(cmd::run::Args),
+    /// Run the traditional and the event-sourced model side by side, under the same faults.
+    Compare(cmd::compare::Args),
     /// Dead-letter records: what the teams set aside and why.
     Dlq {
         #[command(subcommand)]
@@ -65,6 +67,7 @@ fn main() -> std::process::ExitCode {
             Command::Demo(args) => cmd::demo::run(&cli.global, args).await,
             Command::Publish(args) => cmd::publish::run(&cli.global, args).await,
             Command::Run(args) => cmd::run::run(&cli.global, args).await,
+            Command::Compare(args) => cmd::compare::run(&cli.global, args).await,
             Command::Dlq { command } => cmd::dlq::run(&cli.global, command).await,
         }
     });

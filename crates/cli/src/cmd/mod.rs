@@ -1,3 +1,4 @@
+pub mod compare;
 pub mod demo;
 pub mod dlq;
 pub mod publish;
