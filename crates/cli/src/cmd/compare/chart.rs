@@ -9,7 +9,7 @@ const W: f64 = 880.0;
 const H: f64 = 420.0;
 const LEFT: f64 = 70.0;
 const RIGHT: f64 = 20.0;
-const TOP: f64 = 50.0;
+const TOP: f64 = 64.0;
 const BOTTOM: f64 = 60.0;
 const TRAD: &str = "#d9480f";
 const ES: &str = "#1864ab";
@@ -87,7 +87,8 @@ pub fn svg(c: &Comparison) -> String {
             r#"<polyline fill="none" stroke="{color}" stroke-width="2.5" points="{}"/>"#,
             steps(times, end_ms, &x, &y)
         );
-        let ly = TOP + 8.0 + row * 18.0;
+        // The legend sits above the plot, right of the title.
+        let ly = 18.0 + row * 18.0;
         let _ = writeln!(
             s,
             r#"<line x1="{:.1}" y1="{ly:.1}" x2="{:.1}" y2="{ly:.1}" stroke="{color}" stroke-width="3"/><text x="{:.1}" y="{:.1}" fill="{color}">{label}: {} complete</text>"#,

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::time::Duration;
 
-use comfy_table::{presets::UTF8_FULL, Table};
+use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
 use returns_services::metrics::{new_histogram, Latency};
 use returns_services::schedule::Outage;
 use returns_services::{open_store_view, FaultPlan, RunClock, TeamName};
@@ -255,7 +255,7 @@ pub(super) fn print(c: &Comparison) {
         None => "never".to_string(),
     };
     let mut table = Table::new();
-    table.load_preset(UTF8_FULL);
+    table.load_preset(UTF8_FULL_CONDENSED);
     table.set_header(["", "traditional", "event-sourced"]);
     let rows: Vec<(&str, String, String)> = vec![
         (
