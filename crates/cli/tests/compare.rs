@@ -213,3 +213,35 @@ fn bad_fault_flags_are_refused_with_the_reason() {
         "{err}"
     );
 }
+
+#[test]
+fn errors_fail_traditional_returns_while_the_event_sourced_model_retries_them() {
+    let dir = tempfile::tempdir().unwrap();
+    // Sales, called first, fails half of its calls: a return fails when all three attempts do
+    // (1 in 8), before any team has done anything.
+    let v = compare(
+        dir.path(),
+        None,
+        &[
+            "--returns",
+            "200",
+            "--rate",
+            "400",
+            "--error-rate",
+            "sales=0.5",
+        ],
+    );
+    let refused = n(&v, "traditional", "refused");
+    assert!((5..=60).contains(&refused), "about 25 of 200 fail: {v}");
+    assert_eq!(
+        n(&v, "traditional", "partial"),
+        0,
+        "nothing was done for them: {v}"
+    );
+    assert_eq!(n(&v, "traditional", "complete"), 200 - refused);
+    assert_eq!(v["error_rate"]["sales"], 0.5);
+    // The event-sourced Sales retries each failed batch until it passes.
+    assert_eq!(n(&v, "event_sourced", "complete"), 200, "{v}");
+    assert_eq!(n(&v, "event_sourced", "duplicates"), 0, "{v}");
+    assert_eq!(n(&v, "event_sourced", "lost"), 0, "{v}");
+}
