@@ -10,10 +10,9 @@
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
-use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use returns_domain::Generator;
-use returns_eventlog::kafka::{KafkaConfig, KafkaLog};
+use returns_eventlog::kafka::{kafka_headers, KafkaConfig, KafkaLog, PRODUCER};
 use returns_eventlog::{wire, EventLog, OutRecord};
 
 const CHUNK: usize = 2_000;
@@ -49,28 +48,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // 2. A bare rdkafka producer with the same settings: send everything, then wait.
     let topic = format!("bench-bare-{run}");
     log.ensure_topic(&topic).await?;
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("partitioner", "murmur2_random")
-        .set("linger.ms", "5")
-        .set("compression.type", "lz4")
-        .create()?;
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", &bootstrap);
+    for (k, v) in PRODUCER {
+        config.set(*k, *v);
+    }
+    let producer: FutureProducer = config.create()?;
     let started = Instant::now();
     let mut deliveries = Vec::with_capacity(records.len());
     for r in &records {
-        let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
-        for (k, v) in &r.headers {
-            headers = headers.insert(Header {
-                key: k,
-                value: Some(v.as_bytes()),
-            });
-        }
         let mut record = FutureRecord::to(&topic)
             .key(r.key.as_bytes())
             .payload(&r.payload)
-            .headers(headers);
+            .headers(kafka_headers(&r.headers));
         loop {
             match producer.send_result(record) {
                 Ok(d) => break deliveries.push(d),

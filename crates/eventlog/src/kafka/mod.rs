@@ -17,7 +17,7 @@
 mod config;
 mod subscription;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -34,6 +34,17 @@ use rdkafka::{Offset, TopicPartitionList};
 pub use config::{ClientKind, KafkaConfig};
 
 use crate::{EventLog, LogError, OutRecord, Position, Record, Subscription};
+
+/// The producer's settings (before the URL's): idempotent, every in-sync replica acknowledges,
+/// and the Java clients' partitioner, so a key lands where Kafka's own tools put it.
+pub const PRODUCER: &[(&str, &str)] = &[
+    ("enable.idempotence", "true"),
+    ("acks", "all"),
+    ("partitioner", "murmur2_random"),
+    ("linger.ms", "5"),
+    ("compression.type", "lz4"),
+    ("message.timeout.ms", "60000"),
+];
 
 /// How long a metadata, offset or admin request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
@@ -54,8 +65,10 @@ pub(crate) struct Shared {
     reader: Mutex<BaseConsumer>,
     /// One group-bound consumer per group asked about in `committed` (never subscribed).
     offsets: Mutex<HashMap<String, Arc<BaseConsumer>>>,
-    /// Topics known to exist, so `append` asks the cluster only once.
-    known: Mutex<HashSet<String>>,
+    /// Partition counts of the topics seen ready, so `append`, `lag` and `read` ask the
+    /// cluster for metadata once per topic, not on every call. A partition added to a topic
+    /// later by someone else is seen after a restart.
+    partition_counts: Mutex<HashMap<String, u32>>,
 }
 
 /// Is this failure worth retrying as it is?
@@ -103,21 +116,9 @@ fn client_config(config: &KafkaConfig, kind: ClientKind, ours: &[(&str, &str)]) 
 impl KafkaLog {
     /// Connect to the cluster and check that it answers.
     pub async fn open(config: KafkaConfig) -> Result<Self, LogError> {
-        let producer: FutureProducer = client_config(
-            &config,
-            ClientKind::Producer,
-            &[
-                ("enable.idempotence", "true"),
-                ("acks", "all"),
-                // The Java clients' partitioner: a key lands where Kafka's own tools put it.
-                ("partitioner", "murmur2_random"),
-                ("linger.ms", "5"),
-                ("compression.type", "lz4"),
-                ("message.timeout.ms", "60000"),
-            ],
-        )
-        .create()
-        .map_err(kafka_err("producer setup"))?;
+        let producer: FutureProducer = client_config(&config, ClientKind::Producer, PRODUCER)
+            .create()
+            .map_err(kafka_err("producer setup"))?;
         let admin = client_config(&config, ClientKind::Admin, &[])
             .create()
             .map_err(kafka_err("admin client setup"))?;
@@ -145,7 +146,7 @@ impl KafkaLog {
             meta,
             reader: Mutex::new(reader),
             offsets: Mutex::new(HashMap::new()),
-            known: Mutex::new(HashSet::new()),
+            partition_counts: Mutex::new(HashMap::new()),
         });
         // Fail now, with the cause, if no broker answers.
         let probe = Arc::clone(&shared);
@@ -259,8 +260,24 @@ impl Shared {
         }
     }
 
+    /// Partition count of an existing topic (asked of the cluster once).
     fn partitions(&self, topic: &str) -> Result<u32, LogError> {
-        self.partitions_when_ready(topic, false)
+        if let Some(n) = self.cached_partitions(topic) {
+            return Ok(n);
+        }
+        let n = self.partitions_when_ready(topic, false)?;
+        self.remember_partitions(topic, n);
+        Ok(n)
+    }
+
+    fn cached_partitions(&self, topic: &str) -> Option<u32> {
+        let counts = self.partition_counts.lock().expect("partition counts lock");
+        counts.get(topic).copied()
+    }
+
+    fn remember_partitions(&self, topic: &str, n: u32) {
+        let mut counts = self.partition_counts.lock().expect("partition counts lock");
+        counts.insert(topic.to_string(), n);
     }
 
     fn end_offsets(&self, topic: &str) -> Result<Vec<u64>, LogError> {
@@ -353,7 +370,7 @@ impl Shared {
         reader.assign(&tpl).map_err(kafka_err("assign"))?;
         let result = (|| {
             let mut next = offset;
-            let mut idle_since = std::time::Instant::now();
+            let mut idle_since = Instant::now();
             while next < end {
                 match reader.poll(Duration::from_millis(100)) {
                     Some(Ok(m)) => {
@@ -364,7 +381,7 @@ impl Shared {
                         if o < next {
                             continue;
                         }
-                        idle_since = std::time::Instant::now();
+                        idle_since = Instant::now();
                         next = o + 1;
                         if !sink(to_record(&m, topic)) {
                             break;
@@ -392,7 +409,7 @@ impl Shared {
 
     /// Make sure a topic exists, creating it with our partition count.
     async fn ensure_topic(self: &Arc<Self>, topic: &str) -> Result<(), LogError> {
-        if self.known.lock().expect("known lock").contains(topic) {
+        if self.cached_partitions(topic).is_some() {
             return Ok(());
         }
         let name = self.config.qualify(topic);
@@ -421,11 +438,8 @@ impl Shared {
         }
         // Producing or subscribing before every partition has a leader fails or stalls.
         let (shared, t) = (self.clone(), topic.to_string());
-        blocking(move || shared.partitions_when_ready(&t, true)).await?;
-        self.known
-            .lock()
-            .expect("known lock")
-            .insert(topic.to_string());
+        let n = blocking(move || shared.partitions_when_ready(&t, true)).await?;
+        self.remember_partitions(topic, n);
         Ok(())
     }
 }
@@ -440,6 +454,19 @@ fn per_partition(answer: &TopicPartitionList, partitions: u32) -> Vec<u64> {
         }
     }
     out
+}
+
+/// Record headers as Kafka headers (binary-mode CloudEvents attributes among them).
+pub fn kafka_headers(headers: &[(String, String)]) -> OwnedHeaders {
+    headers.iter().fold(
+        OwnedHeaders::new_with_capacity(headers.len()),
+        |hs, (k, v)| {
+            hs.insert(Header {
+                key: k,
+                value: Some(v.as_bytes()),
+            })
+        },
+    )
 }
 
 /// A consumed message as a [`Record`], with its topic named as we know it (`topic`).
@@ -494,17 +521,10 @@ impl EventLog for KafkaLog {
         let name = self.shared.config.qualify(topic);
         let mut pending = Vec::with_capacity(records.len());
         for r in &records {
-            let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
-            for (k, v) in &r.headers {
-                headers = headers.insert(Header {
-                    key: k,
-                    value: Some(v.as_bytes()),
-                });
-            }
             let mut record = FutureRecord::to(&name)
                 .key(r.key.as_bytes())
                 .payload(&r.payload)
-                .headers(headers);
+                .headers(kafka_headers(&r.headers));
             loop {
                 match self.shared.producer.send_result(record) {
                     Ok(delivery) => {
