@@ -88,6 +88,11 @@ pub enum DirectAnswer {
     AlreadyDecided(Effect),
 }
 
+/// A direct call's decision. The `LIKE` term repeats the partial index's condition, which is how
+/// SQLite knows it may use that index.
+const DIRECT_EFFECT: &str = "SELECT return_id, kind, rejection, event FROM effects
+     WHERE caused_by = ?1 AND caused_by LIKE 'direct:%'";
+
 /// The event id under which a direct call for a return is recorded: one per return, so calling
 /// again for the same return is recognised.
 pub fn direct_event_id(return_id: &str) -> String {
@@ -167,6 +172,10 @@ pub(crate) fn connect(team: &'static str, path: &Path) -> Result<Connection, Ser
              event      TEXT NOT NULL,
              at_ms      INTEGER NOT NULL
          );
+         -- The traditional model's calls look their decision up by event id. Only their rows
+         -- are indexed, so the event-sourced path pays nothing for it.
+         CREATE INDEX IF NOT EXISTS effects_of_direct_calls ON effects (caused_by)
+             WHERE caused_by LIKE 'direct:%';
          CREATE TABLE IF NOT EXISTS outbox (
              seq     INTEGER PRIMARY KEY,
              topic   TEXT NOT NULL,
@@ -241,18 +250,14 @@ impl<T: Team> TeamStore<T> {
         let report =
             write_batch::<T>(&tx, std::slice::from_ref(&input), Publish::No).map_err(&err)?;
         let effect = tx
-            .query_row(
-                "SELECT return_id, kind, rejection, event FROM effects WHERE caused_by = ?1",
-                [&event_id],
-                |r| {
-                    Ok(Effect {
-                        return_id: r.get(0)?,
-                        kind: r.get(1)?,
-                        rejection: r.get(2)?,
-                        event: r.get(3)?,
-                    })
-                },
-            )
+            .query_row(DIRECT_EFFECT, [&event_id], |r| {
+                Ok(Effect {
+                    return_id: r.get(0)?,
+                    kind: r.get(1)?,
+                    rejection: r.get(2)?,
+                    event: r.get(3)?,
+                })
+            })
             .map_err(&err)?;
         tx.commit().map_err(&err)?;
         Ok(if report.duplicates > 0 {
@@ -501,5 +506,31 @@ impl<T: Team> BatchWriter<'_, T> {
         ])?;
         self.report.dead_lettered += 1;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A direct call finds its decision through the partial index, not by scanning every
+    /// effect the team ever made.
+    #[test]
+    fn a_direct_call_looks_its_decision_up_by_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = TeamStore::<returns_domain::Sales>::open(dir.path()).unwrap();
+        let plan: Vec<String> = store
+            .conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {DIRECT_EFFECT}"))
+            .unwrap()
+            .query_map(["direct:x"], |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(
+            plan.iter()
+                .any(|p| p.contains("USING INDEX effects_of_direct_calls")),
+            "{plan:?}"
+        );
     }
 }
