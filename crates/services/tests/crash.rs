@@ -19,7 +19,11 @@ async fn crash_then_recover<T: Team>(point: CrashPoint) {
     // is the exception: it gathers every row waiting in the outbox into one append, so when it
     // runs behind the team, all 400 returns may leave in fewer than three appends and a third
     // would never come. It dies at its first append.
-    let nth = if point == CrashPoint::RelayAfterAppend { 1 } else { 3 };
+    let nth = if point == CrashPoint::RelayAfterAppend {
+        1
+    } else {
+        3
+    };
     let err = env
         .run_until_crash::<T>(Faults::crash_at(point, nth), small_batches())
         .await;
