@@ -495,33 +495,29 @@ running_bootstrap() {
   bootstrap_addr
 }
 
-cmd_console_producer() {
-  [[ $# -ge 1 && -n $1 && $1 != -* ]] || die "console-producer needs a topic" "bash scripts/kafka.sh console-producer TOPIC"
-  local topic=$1 bootstrap
+# Run one of Kafka's tools against the running broker (or KAFKA_BOOTSTRAP).
+run_tool_on_broker() {
+  local tool=$1 bootstrap
   shift
   need_java
   bootstrap=$(running_bootstrap)
   ensure_libs
-  run_tool "$PRODUCER_TOOL" --bootstrap-server "$bootstrap" --topic "$topic" "$@"
+  run_tool "$tool" --bootstrap-server "$bootstrap" "$@"
 }
 
-cmd_console_consumer() {
-  [[ $# -ge 1 && -n $1 && $1 != -* ]] || die "console-consumer needs a topic" "bash scripts/kafka.sh console-consumer TOPIC --from-beginning"
-  local topic=$1 bootstrap
+# console-producer / console-consumer: NAME TOOL HINT-ARGS TOPIC [ARGS...]
+cmd_console() {
+  local name=$1 tool=$2 hint=$3
+  shift 3
+  [[ $# -ge 1 && -n $1 && $1 != -* ]] || die "$name needs a topic" "bash scripts/kafka.sh $name TOPIC$hint"
+  local topic=$1
   shift
-  need_java
-  bootstrap=$(running_bootstrap)
-  ensure_libs
-  run_tool "$CONSUMER_TOOL" --bootstrap-server "$bootstrap" --topic "$topic" "$@"
+  run_tool_on_broker "$tool" --topic "$topic" "$@"
 }
 
 cmd_topics() {
-  local bootstrap
-  need_java
-  bootstrap=$(running_bootstrap)
-  ensure_libs
   if [[ $# -eq 0 ]]; then set -- --list; fi
-  run_tool "$TOPIC_TOOL" --bootstrap-server "$bootstrap" "$@"
+  run_tool_on_broker "$TOPIC_TOOL" "$@"
 }
 
 main() {
@@ -536,8 +532,8 @@ main() {
     stop) cmd_stop ;;
     kill) cmd_kill ;;
     status) cmd_status ;;
-    console-producer) cmd_console_producer "$@" ;;
-    console-consumer) cmd_console_consumer "$@" ;;
+    console-producer) cmd_console console-producer "$PRODUCER_TOOL" "" "$@" ;;
+    console-consumer) cmd_console console-consumer "$CONSUMER_TOOL" " --from-beginning" "$@" ;;
     topics) cmd_topics "$@" ;;
     fetch) need_java && ensure_libs ;;
     -h | --help | help)

@@ -21,18 +21,21 @@ const DEFAULT_DATA: &str = "returns-data";
 
 impl Global {
     pub fn log_url(&self) -> String {
-        self.log.clone().unwrap_or_else(|| {
-            let data = self.data.clone().unwrap_or_else(|| DEFAULT_DATA.into());
-            format!("sqlite://{}", data.join("log.db").display())
-        })
+        self.log
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_root().join("log.db").display()))
+    }
+
+    /// `--data`, or `returns-data` without it.
+    pub fn data_root(&self) -> PathBuf {
+        self.data.clone().unwrap_or_else(|| DEFAULT_DATA.into())
     }
 
     /// Where the teams keep their stores, for this log.
     pub fn data_dir(&self, log: &dyn EventLog) -> PathBuf {
         match (&self.data, log.instance()) {
-            (Some(dir), _) => dir.clone(),
-            (None, Some(instance)) => PathBuf::from(DEFAULT_DATA).join(instance),
-            (None, None) => PathBuf::from(DEFAULT_DATA),
+            (None, Some(instance)) => self.data_root().join(instance),
+            _ => self.data_root(),
         }
     }
 

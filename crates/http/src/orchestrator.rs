@@ -46,8 +46,6 @@ pub struct Submission {
     pub error: Option<String>,
     /// From the first call to the last answer.
     pub latency: Duration,
-    /// Retries made (attempts beyond the first), over all teams.
-    pub retries: u32,
 }
 
 impl Submission {
@@ -90,10 +88,9 @@ impl Orchestrator {
             missing: Vec::new(),
             error: None,
             latency: Duration::ZERO,
-            retries: 0,
         };
         for (i, (team, url)) in self.endpoints.iter().enumerate() {
-            match self.call(url, &body, &mut submission.retries).await {
+            match self.call(url, &body).await {
                 Ok(()) => submission.done.push(*team),
                 Err(e) => {
                     submission.error = Some(format!("{team}: {e}"));
@@ -108,7 +105,7 @@ impl Orchestrator {
 
     /// One team: up to `attempts` calls. A 2xx is done; a 4xx will not get better and is not
     /// retried; a 5xx, a timeout or a refused connection is retried after a backoff.
-    async fn call(&self, url: &str, body: &[u8], retries: &mut u32) -> Result<(), String> {
+    async fn call(&self, url: &str, body: &[u8]) -> Result<(), String> {
         let mut backoff = self.policy.backoff;
         let mut attempt = 1;
         loop {
@@ -133,7 +130,6 @@ impl Orchestrator {
             if attempt >= self.policy.attempts {
                 return Err(format!("{error} (after {attempt} attempts)"));
             }
-            *retries += 1;
             attempt += 1;
             tokio::time::sleep(backoff).await;
             backoff *= 2;

@@ -55,10 +55,6 @@ fn seconds(text: &str) -> Option<Duration> {
 }
 
 impl FaultPlan {
-    pub fn is_empty(&self) -> bool {
-        self.teams.values().all(|f| *f == TeamFaults::default())
-    }
-
     fn team_mut(
         &mut self,
         name: &str,

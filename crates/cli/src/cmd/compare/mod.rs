@@ -88,12 +88,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     }
     let plan = args.plan()?;
     let run_id = uuid::Uuid::now_v7().simple().to_string();
-    let base = global
-        .data
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("returns-data"))
-        .join("compare")
-        .join(&run_id);
+    let base = global.data_root().join("compare").join(&run_id);
     let trad_dir = base.join("traditional");
     let es_dir = base.join("event-sourced");
     let url = log_url(global.log.as_deref(), &es_dir, &run_id);
