@@ -111,13 +111,16 @@ impl Relay {
         let outbox = Arc::new(std::sync::Mutex::new(outbox));
         let mut backoff = Duration::from_millis(50);
         loop {
+            // Read before peeking: an empty outbox ends a stopping relay only if the peek began
+            // after the stop, so rows committed while a slow peek ran are not left behind.
+            let stopping = shutdown.is_cancelled();
             let ob = Arc::clone(&outbox);
             let rows =
                 tokio::task::spawn_blocking(move || ob.lock().expect("outbox lock").peek(BATCH))
                     .await
                     .map_err(|_| ServiceError::Task("relay"))??;
             if rows.is_empty() {
-                if shutdown.is_cancelled() {
+                if stopping {
                     return Ok(());
                 }
                 tokio::select! {

@@ -177,7 +177,7 @@ pub(crate) fn connect(team: &'static str, path: &Path) -> Result<Connection, Ser
          CREATE INDEX IF NOT EXISTS effects_of_direct_calls ON effects (caused_by)
              WHERE caused_by LIKE 'direct:%';
          CREATE TABLE IF NOT EXISTS outbox (
-             seq     INTEGER PRIMARY KEY,
+             seq     INTEGER PRIMARY KEY AUTOINCREMENT,
              topic   TEXT NOT NULL,
              key     TEXT NOT NULL,
              headers TEXT NOT NULL,
@@ -185,7 +185,37 @@ pub(crate) fn connect(team: &'static str, path: &Path) -> Result<Connection, Ser
          );",
     )
     .map_err(err)?;
+    outbox_seq_never_reused(&conn).map_err(err)?;
     Ok(conn)
+}
+
+/// The outbox's `seq` must never be handed out twice (AUTOINCREMENT). A relay clears "every row
+/// up to the last one it sent"; if an emptied outbox gave its old numbers to new rows, a relay
+/// still holding an older number (a second process of the team, or a relay finishing after a
+/// crash) would delete rows nobody sent. Stores made before this rule get their outbox rebuilt.
+fn outbox_seq_never_reused(conn: &Connection) -> rusqlite::Result<()> {
+    let sql: String = conn.query_row(
+        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'outbox'",
+        [],
+        |r| r.get(0),
+    )?;
+    if sql.contains("AUTOINCREMENT") {
+        return Ok(());
+    }
+    conn.execute_batch(
+        "BEGIN IMMEDIATE;
+         CREATE TABLE outbox_new (
+             seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+             topic   TEXT NOT NULL,
+             key     TEXT NOT NULL,
+             headers TEXT NOT NULL,
+             payload BLOB NOT NULL
+         );
+         INSERT INTO outbox_new SELECT seq, topic, key, headers, payload FROM outbox;
+         DROP TABLE outbox;
+         ALTER TABLE outbox_new RENAME TO outbox;
+         COMMIT;",
+    )
 }
 
 pub(crate) fn now_us() -> i64 {
@@ -532,5 +562,52 @@ mod tests {
                 .any(|p| p.contains("USING INDEX effects_of_direct_calls")),
             "{plan:?}"
         );
+    }
+
+    /// A relay clears "everything up to the last row it sent": the numbers of cleared rows must
+    /// never come back, or a relay holding an old number would delete rows nobody sent.
+    #[test]
+    fn outbox_numbers_are_never_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = TeamStore::<returns_domain::Sales>::open(dir.path()).unwrap();
+        let add = || {
+            store
+                .conn
+                .execute(
+                    "INSERT INTO outbox (topic, key, headers, payload) VALUES ('t', 'k', '[]', x'')",
+                    [],
+                )
+                .unwrap();
+            store.conn.last_insert_rowid()
+        };
+        let first = add();
+        store.conn.execute("DELETE FROM outbox", []).unwrap();
+        assert!(add() > first);
+    }
+
+    /// A store made before that rule gets its outbox rebuilt, rows kept.
+    #[test]
+    fn an_old_outbox_is_rebuilt_with_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = store_path(dir.path(), "sales");
+        let old = Connection::open(&path).unwrap();
+        old.execute_batch(
+            "CREATE TABLE outbox (seq INTEGER PRIMARY KEY, topic TEXT NOT NULL, key TEXT NOT NULL,
+                                  headers TEXT NOT NULL, payload BLOB NOT NULL);
+             INSERT INTO outbox VALUES (7, 't', 'k', '[]', x'01');",
+        )
+        .unwrap();
+        drop(old);
+        let store = TeamStore::<returns_domain::Sales>::open(dir.path()).unwrap();
+        let (sql, seq): (String, i64) = store
+            .conn
+            .query_row(
+                "SELECT (SELECT sql FROM sqlite_master WHERE name = 'outbox'), seq FROM outbox",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert!(sql.contains("AUTOINCREMENT"), "{sql}");
+        assert_eq!(seq, 7);
     }
 }
