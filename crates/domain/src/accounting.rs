@@ -135,6 +135,13 @@ impl Team for Accounting {
         }
     }
 
+    fn event_key(event: &AccountingEvent) -> YearMonth {
+        match event {
+            AccountingEvent::AssetDisposalCharged { month, .. }
+            | AccountingEvent::DisposalRejected { month, .. } => *month,
+        }
+    }
+
     fn outcome(event: &AccountingEvent) -> Outcome {
         match event {
             AccountingEvent::AssetDisposalCharged { .. } => {

@@ -14,7 +14,7 @@ use crate::ids::{CountryCode, CustomerId, DefectCode, OrderId, ReturnId, SerialN
 #[cfg(test)]
 use crate::ids::{LocationCode, ModelCode};
 use crate::money::Money;
-use crate::request::{Address, RefundRequest};
+use crate::request::{Address, Noticed, RefundRequest, ReturnReason};
 
 /// 2026-01-01T00:00:00Z, when request 0 is made.
 pub const START_MILLIS: i64 = 1_767_225_600_000;
@@ -127,6 +127,8 @@ impl Generator {
             .unwrap_or(i64::MAX)
             .saturating_mul(SPACING_MILLIS)
             .saturating_add(rng.random_range(0..SPACING_MILLIS));
+        // Drawn last, so the fields above are what they were before the reason was structured.
+        let reason = reason(&mut rng, defect);
 
         RefundRequest {
             return_id,
@@ -134,7 +136,7 @@ impl Generator {
             customer_id,
             model,
             serial,
-            defect: DefectCode::parse(defect).expect("catalogue defects are valid"),
+            reason,
             item_location: location.location_code(),
             unit_cost: info.unit_cost(),
             refund_amount: Money::eur(info.price_minor),
@@ -210,6 +212,34 @@ fn random_alnum(rng: &mut ChaCha8Rng, len: usize) -> String {
     (0..len)
         .map(|_| char::from(SERIAL_ALPHABET[pick(rng, SERIAL_ALPHABET.len())]))
         .collect()
+}
+
+/// Share of returns found faulty out of the box.
+const ON_ARRIVAL_RATE: f64 = 0.15;
+/// Share of returns with the customer's own description.
+const DESCRIBED_RATE: f64 = 0.4;
+const DESCRIPTIONS: &[&str] = &[
+    "Stopped working after a week.",
+    "Gets hot while charging.",
+    "Happens every time I switch it on.",
+    "Intermittent, worse in the evening.",
+    "Already tried a factory reset.",
+];
+
+fn reason(rng: &mut ChaCha8Rng, defect: &str) -> ReturnReason {
+    let noticed = if rng.random_bool(ON_ARRIVAL_RATE) {
+        Noticed::OnArrival
+    } else {
+        Noticed::InUse
+    };
+    let description = rng
+        .random_bool(DESCRIBED_RATE)
+        .then(|| DESCRIPTIONS[pick(rng, DESCRIPTIONS.len())].to_string());
+    ReturnReason {
+        defect: DefectCode::parse(defect).expect("catalogue defects are valid"),
+        noticed,
+        description,
+    }
 }
 
 fn customer(rng: &mut ChaCha8Rng) -> CustomerId {

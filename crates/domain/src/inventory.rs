@@ -140,6 +140,14 @@ impl Team for Inventory {
         }
     }
 
+    fn event_key(event: &InventoryEvent) -> ModelCode {
+        match event {
+            InventoryEvent::ReplacementShipped { model, .. }
+            | InventoryEvent::ReplacementBackordered { model, .. }
+            | InventoryEvent::ShipmentRejected { model, .. } => model.clone(),
+        }
+    }
+
     fn outcome(event: &InventoryEvent) -> Outcome {
         match event {
             InventoryEvent::ReplacementShipped { .. } => Outcome::accepted("replacement_shipped"),

@@ -52,6 +52,6 @@ pub use ids::{
 pub use inventory::{Inventory, InventoryEvent, InventoryRejection, StockLevel};
 pub use manufacturing::{Manufacturing, ManufacturingEvent, ManufacturingRejection, SerialState};
 pub use money::{Currency, Money};
-pub use request::{Address, RefundRequest};
+pub use request::{Address, Noticed, RefundRequest, ReturnReason};
 pub use sales::{OrderState, Sales, SalesEvent, SalesRejection};
 pub use team::{Outcome, Team};

@@ -100,7 +100,7 @@ impl Team for Manufacturing {
             return_id: req.return_id,
             serial: req.serial.clone(),
             model: req.model.clone(),
-            defect: req.defect.clone(),
+            defect: req.reason.defect.clone(),
             facility,
             location: req.item_location.clone(),
             order_no: DisassemblyOrderNo::for_return(&req.return_id),
@@ -113,6 +113,13 @@ impl Team for Manufacturing {
                 state.disassembly = Some(*return_id);
             }
             ManufacturingEvent::DisassemblyRejected { .. } => {}
+        }
+    }
+
+    fn event_key(event: &ManufacturingEvent) -> SerialNumber {
+        match event {
+            ManufacturingEvent::DisassemblyOrdered { serial, .. }
+            | ManufacturingEvent::DisassemblyRejected { serial, .. } => serial.clone(),
         }
     }
 
@@ -178,7 +185,7 @@ mod tests {
                     return_id: brno.return_id,
                     serial: brno.serial.clone(),
                     model: brno.model.clone(),
-                    defect: brno.defect.clone(),
+                    defect: brno.reason.defect.clone(),
                     facility: FacilityCode::parse("FAC-BRNO").unwrap(),
                     location: loc("WH-PRG-01"),
                     order_no: DisassemblyOrderNo::for_return(&brno.return_id),

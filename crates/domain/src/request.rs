@@ -11,6 +11,52 @@ use crate::money::Money;
 
 /// Longest accepted address field, in characters.
 pub const MAX_ADDRESS_FIELD_CHARS: usize = 200;
+/// Longest accepted description of a defect, in characters.
+pub const MAX_DESCRIPTION_CHARS: usize = 1_000;
+
+/// When the customer noticed the defect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Noticed {
+    /// The device was faulty out of the box ("dead on arrival").
+    OnArrival,
+    /// The device failed after some use.
+    InUse,
+    /// Not recorded (every request published before the reason was structured).
+    Unknown,
+}
+
+impl Noticed {
+    pub const ALL: [Noticed; 3] = [Noticed::OnArrival, Noticed::InUse, Noticed::Unknown];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Noticed::OnArrival => "on_arrival",
+            Noticed::InUse => "in_use",
+            Noticed::Unknown => "unknown",
+        }
+    }
+}
+
+/// Why the device comes back: the defect code, when it showed, and the customer's own words.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReturnReason {
+    pub defect: DefectCode,
+    pub noticed: Noticed,
+    /// Free text from the customer, if any.
+    pub description: Option<String>,
+}
+
+impl ReturnReason {
+    /// A reason that only names the defect (what version 1 of the request carried).
+    pub fn defect_only(defect: DefectCode) -> Self {
+        ReturnReason {
+            defect,
+            noticed: Noticed::Unknown,
+            description: None,
+        }
+    }
+}
 
 /// Where Inventory ships the replacement.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,7 +76,8 @@ pub struct RefundRequest {
     pub customer_id: CustomerId,
     pub model: ModelCode,
     pub serial: SerialNumber,
-    pub defect: DefectCode,
+    /// Why the device comes back.
+    pub reason: ReturnReason,
     /// Where the returned item sits now (decides which facility disassembles it).
     pub item_location: LocationCode,
     /// What the device cost to make (Accounting writes it off).
@@ -52,6 +99,15 @@ impl RefundRequest {
         text("ship_to.street", &a.street)?;
         text("ship_to.city", &a.city)?;
         text("ship_to.postal_code", &a.postal_code)?;
+        if let Some(d) = &self.reason.description {
+            let chars = d.chars().count();
+            if chars > MAX_DESCRIPTION_CHARS {
+                return Err(DomainError::InvalidRequest {
+                    field: "reason.description",
+                    reason: format!("{chars} characters, at most {MAX_DESCRIPTION_CHARS} allowed"),
+                });
+            }
+        }
         Ok(())
     }
 }

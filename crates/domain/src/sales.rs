@@ -148,6 +148,13 @@ impl Team for Sales {
         }
     }
 
+    fn event_key(event: &SalesEvent) -> OrderId {
+        match event {
+            SalesEvent::OrderRefunded { order_id, .. }
+            | SalesEvent::RefundRejected { order_id, .. } => order_id.clone(),
+        }
+    }
+
     fn outcome(event: &SalesEvent) -> Outcome {
         match event {
             SalesEvent::OrderRefunded { .. } => Outcome::accepted("order_refunded"),

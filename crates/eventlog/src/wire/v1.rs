@@ -5,7 +5,7 @@ use std::str::FromStr;
 
 use returns_domain::{
     Address, CountryCode, Currency, CustomerId, DefectCode, LocationCode, ModelCode, Money,
-    OrderId, RefundRequest, ReturnId, SerialNumber, Timestamp,
+    OrderId, RefundRequest, ReturnId, ReturnReason, SerialNumber, Timestamp,
 };
 use serde::{Deserialize, Serialize};
 
@@ -57,7 +57,7 @@ impl From<&RefundRequest> for RefundRequestV1 {
             customer_id: r.customer_id.to_string(),
             model: r.model.to_string(),
             serial: r.serial.to_string(),
-            defect: r.defect.to_string(),
+            defect: r.reason.defect.to_string(),
             item_location: r.item_location.to_string(),
             unit_cost: money(r.unit_cost),
             refund_amount: money(r.refund_amount),
@@ -89,7 +89,9 @@ impl TryFrom<RefundRequestV1> for RefundRequest {
             customer_id: CustomerId::parse(d.customer_id).map_err(|x| e("customer_id", x))?,
             model: ModelCode::parse(d.model).map_err(|x| e("model", x))?,
             serial: SerialNumber::parse(d.serial).map_err(|x| e("serial", x))?,
-            defect: DefectCode::parse(d.defect).map_err(|x| e("defect", x))?,
+            reason: ReturnReason::defect_only(
+                DefectCode::parse(d.defect).map_err(|x| e("defect", x))?,
+            ),
             item_location: LocationCode::parse(d.item_location)
                 .map_err(|x| e("item_location", x))?,
             unit_cost: money("unit_cost", d.unit_cost)?,
