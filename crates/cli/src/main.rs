@@ -36,6 +36,17 @@ enum Command {
     Run(cmd::run::Args),
     /// Run the traditional and the event-sourced model side by side, under the same faults.
     Compare(cmd::compare::Args),
+    /// One return's timeline across every team, or one team's own log, read from the event log.
+    Audit(cmd::audit::Args),
+    /// Where is my return? Each team's outcome, from User Support's status view.
+    Status(cmd::status::Args),
+    /// Usage statistics built from the events by the analytics subscriber.
+    Stats(cmd::stats::Args),
+    /// Rebuild a team's state from its own events into a fresh store and compare it with the
+    /// live store.
+    Replay(cmd::replay::Args),
+    /// Defect rates per model and location, from the Quality team (a late subscriber).
+    Quality(cmd::quality::Args),
     /// Dead-letter records: what the teams set aside and why.
     Dlq {
         #[command(subcommand)]
@@ -68,6 +79,11 @@ fn main() -> std::process::ExitCode {
             Command::Publish(args) => cmd::publish::run(&cli.global, args).await,
             Command::Run(args) => cmd::run::run(&cli.global, args).await,
             Command::Compare(args) => cmd::compare::run(&cli.global, args).await,
+            Command::Audit(args) => cmd::audit::run(&cli.global, args).await,
+            Command::Status(args) => cmd::status::run(&cli.global, args).await,
+            Command::Stats(args) => cmd::stats::run(&cli.global, args).await,
+            Command::Replay(args) => cmd::replay::run(&cli.global, args).await,
+            Command::Quality(args) => cmd::quality::run(&cli.global, args).await,
             Command::Dlq { command } => cmd::dlq::run(&cli.global, command).await,
         }
     });

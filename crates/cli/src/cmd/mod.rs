@@ -1,5 +1,10 @@
+pub mod audit;
 pub mod compare;
 pub mod demo;
 pub mod dlq;
 pub mod publish;
+pub mod quality;
+pub mod replay;
 pub mod run;
+pub mod stats;
+pub mod status;
