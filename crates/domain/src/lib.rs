@@ -8,6 +8,9 @@
 //! - [`Manufacturing`] registers a disassembly order at the facility serving the item's location;
 //! - [`Accounting`] charges an asset disposal to the month of the request.
 //!
+//! A fifth team, [`Quality`], acts on nothing: it counts defects per model and location, so it
+//! can join late and catch up from the beginning of the log.
+//!
 //! Every rule implements [`Team`]: `key` picks the slice of state a request touches, `decide` is a
 //! plain function from (state, request) to an event (a rejection is an event too), and `evolve`
 //! folds the event back into the state. Rules are tested with given/when/then tables next to them.
@@ -23,7 +26,8 @@
 //! - [`request`]: the [`RefundRequest`] message and its invariants.
 //! - [`catalogue`]: static reference data (models, locations, facilities, defects, countries).
 //! - [`generator`]: deterministic, random-access source of realistic requests.
-//! - [`team`], then one module per team: [`sales`], [`inventory`], [`manufacturing`], [`accounting`].
+//! - [`team`], then one module per team: [`sales`], [`inventory`], [`manufacturing`], [`accounting`],
+//!   [`quality`].
 
 pub mod accounting;
 pub mod catalogue;
@@ -34,6 +38,7 @@ pub mod ids;
 pub mod inventory;
 pub mod manufacturing;
 pub mod money;
+pub mod quality;
 pub mod request;
 pub mod sales;
 pub mod team;
@@ -52,6 +57,9 @@ pub use ids::{
 pub use inventory::{Inventory, InventoryEvent, InventoryRejection, StockLevel};
 pub use manufacturing::{Manufacturing, ManufacturingEvent, ManufacturingRejection, SerialState};
 pub use money::{Currency, Money};
+pub use quality::{
+    DefectRates, ModelAtLocation, NoticedCounts, Quality, QualityEvent, QualityRejection,
+};
 pub use request::{Address, Noticed, RefundRequest, ReturnReason};
 pub use sales::{OrderState, Sales, SalesEvent, SalesRejection};
 pub use team::{Outcome, Team};

@@ -69,7 +69,7 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
-    use crate::{Accounting, Generator, Inventory, Manufacturing, Sales};
+    use crate::{Accounting, Generator, Inventory, Manufacturing, Quality, Sales};
 
     /// Decide 3,000 generated requests (with their repeated claims) in order, then fold only the
     /// events, by `event_key`, in reverse order: the state must be the same. This is what lets a
@@ -108,6 +108,7 @@ mod tests {
         events_alone_rebuild_the_state::<Inventory>();
         events_alone_rebuild_the_state::<Manufacturing>();
         events_alone_rebuild_the_state::<Accounting>();
+        events_alone_rebuild_the_state::<Quality>();
     }
 
     #[test]
