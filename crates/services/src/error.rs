@@ -23,6 +23,8 @@ pub enum ServiceError {
         #[source]
         source: std::io::Error,
     },
+    #[error("no {team} store at {path} (hint: run `returns demo` or `returns run {team}` with the same --data and --log first)")]
+    NoStore { team: &'static str, path: PathBuf },
     #[error("unknown team `{0}` (expected sales, inventory, manufacturing or accounting)")]
     UnknownTeam(String),
     /// A crash injected by a test at a named point: the service stops as abruptly as a killed

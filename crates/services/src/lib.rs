@@ -13,10 +13,12 @@
 //! a record that cannot be read is dead-lettered, and the records around it go on.
 
 mod error;
+pub mod audit;
 pub mod faults;
 pub mod metrics;
 mod publisher;
 pub mod relay;
+pub mod replay;
 pub mod schedule;
 pub mod store;
 mod team_service;

@@ -309,6 +309,30 @@ impl<T: Team> TeamStore<T> {
         rows.collect::<Result<_, _>>().map_err(self.err())
     }
 
+    /// Replace every state row with `rows`, in one transaction (a store rebuilt by a replay).
+    pub fn write_state(&mut self, rows: &[(String, String)]) -> Result<(), ServiceError> {
+        let err = store_error(T::NAME, &self.path);
+        let tx = self.conn.transaction().map_err(&err)?;
+        tx.execute("DELETE FROM state", []).map_err(&err)?;
+        {
+            let mut insert = tx
+                .prepare("INSERT INTO state (key, value) VALUES (?1, ?2)")
+                .map_err(&err)?;
+            for (key, value) in rows {
+                insert.execute(params![key, value]).map_err(&err)?;
+            }
+        }
+        tx.commit().map_err(&err)
+    }
+
+    /// Outgoing records not yet appended to the log.
+    pub fn outbox_len(&self) -> Result<u64, ServiceError> {
+        self.conn
+            .query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get::<_, i64>(0))
+            .map(|n| n as u64)
+            .map_err(self.err())
+    }
+
     /// When each return was first decided (unix ms).
     pub fn decided_at(&self) -> Result<HashMap<String, i64>, ServiceError> {
         let mut stmt = self
