@@ -11,7 +11,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use returns_domain::{Accounting, Inventory, Manufacturing, RefundRequest, Sales, Team};
+use returns_domain::{Accounting, Inventory, Manufacturing, Quality, RefundRequest, Sales, Team};
 use returns_eventlog::wire::v1::RefundRequestV1;
 use returns_eventlog::wire::WireError;
 use returns_services::store::{DirectAnswer, Effect};
@@ -27,6 +27,7 @@ pub const fn path(team: TeamName) -> &'static str {
         TeamName::Inventory => "/inventory/shipments",
         TeamName::Manufacturing => "/manufacturing/disassembly-orders",
         TeamName::Accounting => "/accounting/asset-disposals",
+        TeamName::Quality => "/quality/defect-records",
     }
 }
 
@@ -58,6 +59,7 @@ pub fn team_router(
         TeamName::Inventory => router::<Inventory>,
         TeamName::Manufacturing => router::<Manufacturing>,
         TeamName::Accounting => router::<Accounting>,
+        TeamName::Quality => router::<Quality>,
     };
     router(team, data_dir, faults)
 }

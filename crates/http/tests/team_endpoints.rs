@@ -9,7 +9,7 @@ use axum::body::Body;
 use axum::http::{header, Method, Request, StatusCode};
 use axum::Router;
 use returns_domain::{
-    Accounting, Generator, Inventory, Manufacturing, Outcome, RefundRequest, Sales, Team,
+    Accounting, Generator, Inventory, Manufacturing, Outcome, Quality, RefundRequest, Sales, Team,
 };
 use returns_eventlog::wire::v1::RefundRequestV1;
 use returns_http::{path, serve, team_router, Decision, ErrorBody, ErrorDetail, MAX_BODY_BYTES};
@@ -97,6 +97,7 @@ impl Endpoint {
             TeamName::Inventory => open::<Inventory>,
             TeamName::Manufacturing => open::<Manufacturing>,
             TeamName::Accounting => open::<Accounting>,
+            TeamName::Quality => open::<Quality>,
         };
         effects(self.dir.path())
     }
@@ -121,6 +122,7 @@ fn expected(team: TeamName, request: &RefundRequest) -> Outcome {
         TeamName::Inventory => decide::<Inventory>,
         TeamName::Manufacturing => decide::<Manufacturing>,
         TeamName::Accounting => decide::<Accounting>,
+        TeamName::Quality => decide::<Quality>,
     };
     decide(request)
 }

@@ -3,28 +3,46 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 
-use returns_domain::{Accounting, Inventory, Manufacturing, Sales, Team};
+use returns_domain::{Accounting, Inventory, Manufacturing, Quality, Sales, Team};
 use returns_eventlog::EventLog;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::{ServiceError, TeamFaultState, TeamMetrics, TeamService, TeamStore};
 
-/// The four teams that react to a return.
+/// The teams that read `returnOrders`, each as its own consumer group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum TeamName {
     Sales,
     Inventory,
     Manufacturing,
     Accounting,
+    /// Counts defects per model and location; acts on nothing, so it can join late.
+    Quality,
 }
 
 impl TeamName {
+    /// The four teams that act on a return (refund, ship, disassemble, write off): what
+    /// `returns demo`, `returns compare` and the traditional model run.
     pub const ALL: [TeamName; 4] = [
         TeamName::Sales,
         TeamName::Inventory,
         TeamName::Manufacturing,
         TeamName::Accounting,
+    ];
+
+    /// Teams that only observe returns. None of the commands that run [`TeamName::ALL`] starts
+    /// them; each is started on its own (`returns run quality`), whenever, and catches up from
+    /// the beginning of `returnOrders`.
+    pub const LATE: [TeamName; 1] = [TeamName::Quality];
+
+    /// Every team: [`TeamName::ALL`], then [`TeamName::LATE`].
+    pub const EVERY: [TeamName; 5] = [
+        TeamName::Sales,
+        TeamName::Inventory,
+        TeamName::Manufacturing,
+        TeamName::Accounting,
+        TeamName::Quality,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -33,6 +51,7 @@ impl TeamName {
             TeamName::Inventory => Inventory::NAME,
             TeamName::Manufacturing => Manufacturing::NAME,
             TeamName::Accounting => Accounting::NAME,
+            TeamName::Quality => Quality::NAME,
         }
     }
 }
@@ -47,7 +66,7 @@ impl FromStr for TeamName {
     type Err = ServiceError;
 
     fn from_str(s: &str) -> Result<Self, ServiceError> {
-        TeamName::ALL
+        TeamName::EVERY
             .into_iter()
             .find(|t| t.as_str() == s)
             .ok_or_else(|| ServiceError::UnknownTeam(s.to_string()))
@@ -100,6 +119,7 @@ pub fn spawn_team_scheduled(
         TeamName::Inventory => go::<Inventory>,
         TeamName::Manufacturing => go::<Manufacturing>,
         TeamName::Accounting => go::<Accounting>,
+        TeamName::Quality => go::<Quality>,
     };
     go(log, data_dir, metrics, schedule, shutdown)
 }
@@ -133,5 +153,30 @@ pub fn open_store_view(team: TeamName, dir: &Path) -> Result<Box<dyn StoreView>,
         TeamName::Inventory => Box::new(TeamStore::<Inventory>::open(dir)?),
         TeamName::Manufacturing => Box::new(TeamStore::<Manufacturing>::open(dir)?),
         TeamName::Accounting => Box::new(TeamStore::<Accounting>::open(dir)?),
+        TeamName::Quality => Box::new(TeamStore::<Quality>::open(dir)?),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_team_is_the_four_that_act_then_the_late_ones() {
+        let joined: Vec<TeamName> = TeamName::ALL.into_iter().chain(TeamName::LATE).collect();
+        assert_eq!(joined, TeamName::EVERY);
+        assert!(!TeamName::ALL.contains(&TeamName::Quality));
+    }
+
+    #[test]
+    fn every_team_parses_from_its_name() {
+        for team in TeamName::EVERY {
+            assert_eq!(team.as_str().parse::<TeamName>().unwrap(), team);
+        }
+        assert_eq!("quality".parse::<TeamName>().unwrap(), TeamName::Quality);
+        assert!(matches!(
+            "Quality".parse::<TeamName>(),
+            Err(ServiceError::UnknownTeam(name)) if name == "Quality"
+        ));
+    }
 }
