@@ -21,6 +21,7 @@ pub struct Accounting;
 
 /// General-ledger accounts this rule posts to; serialized as the account number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum Account {
     /// 6950: loss on disposal of assets.
     #[serde(rename = "6950")]
@@ -50,6 +51,7 @@ pub struct MonthLedger {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "type")]
 pub enum AccountingEvent {
     AssetDisposalCharged {
@@ -68,6 +70,7 @@ pub enum AccountingEvent {
 
 /// Why Accounting refuses to book the disposal.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "code")]
 pub enum AccountingRejection {
     /// The ledger does not book in this currency (see [`BOOKED_CURRENCIES`]).

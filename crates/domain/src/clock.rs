@@ -14,6 +14,7 @@ use crate::error::{echo, DomainError};
 /// Invariant: between `0000-01-01T00:00:00Z` and `9999-12-31T23:59:59.999Z`, the range that
 /// RFC 3339 can write, so [`Timestamp::month`] and [`Timestamp::to_rfc3339`] cannot fail.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(try_from = "i64", into = "i64")]
 pub struct Timestamp(i64);
 
@@ -111,6 +112,7 @@ impl fmt::Display for Timestamp {
 
 /// A calendar month such as `2026-03`; Accounting books per month. Orders chronologically.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(try_from = "String", into = "String")]
 pub struct YearMonth {
     year: i32,

@@ -20,6 +20,7 @@ pub struct StockLevel {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "type")]
 pub enum InventoryEvent {
     ReplacementShipped {
@@ -43,6 +44,7 @@ pub enum InventoryEvent {
 
 /// Why Inventory refuses to send a replacement.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "code")]
 pub enum InventoryRejection {
     /// Inventory does not ship to this country.

@@ -22,6 +22,7 @@ pub struct SerialState {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "type")]
 pub enum ManufacturingEvent {
     DisassemblyOrdered {
@@ -42,6 +43,7 @@ pub enum ManufacturingEvent {
 
 /// Why Manufacturing refuses to register a disassembly order.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "code")]
 pub enum ManufacturingRejection {
     /// No facility collects from this location (or the location is unknown).

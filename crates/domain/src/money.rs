@@ -9,6 +9,7 @@ use crate::error::{echo, DomainError};
 
 /// The currencies the business handles; all have two decimal places.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Currency {
     Eur,
@@ -52,6 +53,7 @@ impl FromStr for Currency {
 /// An amount in minor units (cents, pence) of a currency. Serialized as
 /// `{"minor": 1234, "currency": "EUR"}`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Money {
     minor: i64,
     currency: Currency,

@@ -60,6 +60,7 @@ impl ReturnReason {
 
 /// Where Inventory ships the replacement.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Address {
     pub name: String,
     pub street: String,

@@ -22,6 +22,7 @@ pub struct OrderState {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "type")]
 pub enum SalesEvent {
     OrderRefunded {
@@ -40,6 +41,7 @@ pub enum SalesEvent {
 
 /// Why Sales refuses to refund.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "code")]
 pub enum SalesRejection {
     /// The order was already refunded for another (or the same) return.

@@ -1,14 +1,17 @@
 //! Golden files freeze the bytes of every published event version.
 //!
-//! `tests/golden/` holds one pretty JSON payload per published version: `RefundRequest.v1.json`,
-//! and for the teams `<ce_type>.json` (e.g. `returns.sales.OrderRefunded.v1.json`), with the
-//! rejection reason appended for rejections, whose shape depends on it
-//! (e.g. `returns.sales.RefundRejected.v1.OrderAlreadyRefunded.json`). Every payload comes from
-//! the real encoder, fed by the team's real `decide` on a generated request (seed 7, index 3)
-//! adjusted to reach each outcome.
+//! `tests/golden/` holds one pretty JSON payload per published version: `RefundRequest.v1.json`
+//! and `RefundRequest.v2.json`, and for the teams `<ce_type>.json` (e.g.
+//! `returns.sales.OrderRefunded.v1.json`), with the rejection reason appended for rejections,
+//! whose shape depends on it (e.g. `returns.sales.RefundRejected.v1.OrderAlreadyRefunded.json`).
+//! Every payload comes from the real encoder, fed by the team's real `decide` on a generated
+//! request (seed 7, index 3) adjusted to reach each outcome. `RefundRequest.v1.json` is what a
+//! v1 client wrote for that request (User Support writes v2 now).
 //!
-//! - Encoding today must give the same JSON value as the file (formatting does not matter).
-//! - Every file must decode back to the value it came from.
+//! - Encoding today must give the same JSON value as the file (formatting does not matter); the
+//!   request User Support writes today (v2) must give the file's very bytes, pretty-printed.
+//! - Every file must decode back to the value it came from; v1 through the upcaster, to the same
+//!   request but for what v1 could not say (when the defect was noticed, the customer's words).
 //! - A missing file fails the test; it is never written silently.
 //!
 //! To create or rewrite the files after an intended change:
@@ -26,9 +29,12 @@ use std::sync::Once;
 
 use returns_domain::{
     catalogue, Accounting, CountryCode, Currency, Generator, Inventory, LocationCode,
-    Manufacturing, ModelCode, Money, OrderId, RefundRequest, ReturnId, Sales, StockLevel, Team,
+    Manufacturing, ModelCode, Money, Noticed, OrderId, RefundRequest, ReturnId, ReturnReason,
+    Sales, StockLevel, Team,
 };
 use returns_eventlog::envelope::{self, Envelope};
+use returns_eventlog::wire::v1::RefundRequestV1;
+use returns_eventlog::wire::v2::RefundRequestV2;
 use returns_eventlog::wire::{self, WireError};
 use returns_eventlog::{team_topic, Record, RETURN_ORDERS};
 use serde::de::DeserializeOwned;
@@ -95,10 +101,16 @@ fn all_golden() -> Vec<(String, String)> {
             })
             .collect()
     }
-    let mut all = vec![(
-        REFUND_REQUEST_FILE.to_string(),
-        pretty::<wire::v1::RefundRequestV1>(&refund_request_payload()),
-    )];
+    let mut all = vec![
+        (
+            REFUND_REQUEST_V1_FILE.to_string(),
+            pretty::<RefundRequestV1>(&refund_request_v1_payload()),
+        ),
+        (
+            REFUND_REQUEST_FILE.to_string(),
+            pretty::<RefundRequestV2>(&refund_request_payload()),
+        ),
+    ];
     all.extend(team(&sales()));
     all.extend(team(&inventory()));
     all.extend(team(&manufacturing()));
@@ -330,16 +342,36 @@ fn accounting() -> Vec<Case<Accounting>> {
     ]
 }
 
-const REFUND_REQUEST_FILE: &str = "RefundRequest.v1.json";
+/// The version User Support writes today.
+const REFUND_REQUEST_FILE: &str = "RefundRequest.v2.json";
+const REFUND_REQUEST_V1_FILE: &str = "RefundRequest.v1.json";
 
 fn golden_refund_request() -> Vec<u8> {
     read_golden(REFUND_REQUEST_FILE)
 }
 
-/// Today's v1 payload of `base()`.
+fn golden_refund_request_v1() -> Vec<u8> {
+    read_golden(REFUND_REQUEST_V1_FILE)
+}
+
+/// Today's payload of `base()`, as User Support publishes it.
 fn refund_request_payload() -> Vec<u8> {
     let req = base();
     wire::encode_refund_request(&req, &wire::refund_request_envelope(&req)).payload
+}
+
+/// What a v1 client wrote for `base()`.
+fn refund_request_v1_payload() -> Vec<u8> {
+    serde_json::to_vec(&RefundRequestV1::from(&base())).expect("a DTO serializes")
+}
+
+/// `base()` as a v1 record reads: v1 carried the defect only.
+fn base_as_v1_reads() -> RefundRequest {
+    let req = base();
+    RefundRequest {
+        reason: ReturnReason::defect_only(req.reason.defect.clone()),
+        ..req
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -347,11 +379,28 @@ fn refund_request_payload() -> Vec<u8> {
 // ---------------------------------------------------------------------------------------------
 
 #[test]
-fn refund_request_v1_encodes_as_the_golden_file() {
+fn refund_request_v2_encodes_byte_for_byte_as_the_golden_file() {
     let req = base();
-    let out = wire::encode_refund_request(&req, &wire::refund_request_envelope(&req));
+    // The golden request says everything v2 can say, so nothing of it goes unchecked.
+    assert_eq!(req.reason.noticed, Noticed::InUse);
+    assert!(req.reason.description.is_some());
+    let envelope = wire::refund_request_envelope(&req);
+    assert_eq!(envelope.event_type, "returns.RefundRequest.v2");
+    assert_eq!(envelope.event_type, wire::REFUND_REQUEST_TYPE);
+    let out = wire::encode_refund_request(&req, &envelope);
     assert_eq!(out.key, req.return_id.to_string());
     assert_golden(REFUND_REQUEST_FILE, &out.payload);
+    let golden = String::from_utf8(golden_refund_request()).expect("UTF-8");
+    assert_eq!(
+        pretty::<RefundRequestV2>(&out.payload),
+        golden,
+        "the same bytes, field order included"
+    );
+}
+
+#[test]
+fn the_v1_dto_keeps_the_shape_of_its_golden_file() {
+    assert_golden(REFUND_REQUEST_V1_FILE, &refund_request_v1_payload());
 }
 
 fn assert_team_golden<T: Team>(cases: &[Case<T>]) {
@@ -412,9 +461,51 @@ fn golden_refund_request_decodes_back() {
     let (got_env, got) = wire::decode_refund_request(&rec);
     assert_eq!(got, Ok(req.clone()));
     assert_eq!(got_env.id, env.id);
-    assert_eq!(got_env.event_type, "returns.RefundRequest.v1");
+    assert_eq!(got_env.event_type, "returns.RefundRequest.v2");
     assert_eq!(got_env.source, wire::USER_SUPPORT_SOURCE);
     assert_eq!(got_env.correlation_id, Some(req.return_id.to_string()));
+}
+
+#[test]
+fn golden_refund_request_v1_decodes_through_the_upcaster() {
+    let env = Envelope {
+        event_type: "returns.RefundRequest.v1".to_string(),
+        ..wire::refund_request_envelope(&base())
+    };
+    let rec = record(
+        RETURN_ORDERS,
+        8,
+        env.to_headers(),
+        golden_refund_request_v1(),
+    );
+    let (got_env, got) = wire::decode_refund_request(&rec);
+    let got = got.expect("a v1 record reads");
+    assert_eq!(got_env.event_type, "returns.RefundRequest.v1");
+    assert_eq!(got.reason.noticed, Noticed::Unknown);
+    assert_eq!(got.reason.description, None);
+    // Everything else is what the v2 golden file says.
+    let v2 = wire::decode_refund_request(&record(
+        RETURN_ORDERS,
+        9,
+        wire::refund_request_envelope(&base()).to_headers(),
+        golden_refund_request(),
+    ))
+    .1
+    .expect("the v2 golden reads");
+    assert_eq!(
+        got,
+        RefundRequest {
+            reason: ReturnReason::defect_only(v2.reason.defect.clone()),
+            ..v2
+        }
+    );
+    assert_eq!(got, base_as_v1_reads());
+    // The upcaster alone gives the v2 DTO of that request.
+    let v1: RefundRequestV1 = serde_json::from_slice(&golden_refund_request_v1()).unwrap();
+    assert_eq!(
+        RefundRequestV2::from(v1),
+        RefundRequestV2::from(&base_as_v1_reads())
+    );
 }
 
 fn assert_team_decodes_back<T: Team>(cases: &[Case<T>]) {
@@ -458,11 +549,11 @@ fn golden_team_events_decode_back() {
 #[test]
 fn a_refund_request_without_headers_decodes_as_v1_with_an_id_from_its_place() {
     // The console producer sends one line per record: compact JSON, no headers, no key.
-    let line = serde_json::to_vec(&json(&golden_refund_request())).unwrap();
+    let line = serde_json::to_vec(&json(&golden_refund_request_v1())).unwrap();
     let rec = record(RETURN_ORDERS, 17, vec![], line);
 
     let (env, got) = wire::decode_refund_request(&rec);
-    assert_eq!(got, Ok(base()));
+    assert_eq!(got, Ok(base_as_v1_reads()));
     assert_eq!(env.event_type, wire::REFUND_REQUEST_DEFAULT_TYPE);
     assert_eq!(env.event_type, "returns.RefundRequest.v1");
     assert_eq!(env.id, envelope::derived_id(RETURN_ORDERS, 2, 17));
@@ -486,16 +577,24 @@ fn a_refund_request_without_headers_decodes_as_v1_with_an_id_from_its_place() {
 // (d) Bad input names what is wrong
 // ---------------------------------------------------------------------------------------------
 
-/// The golden request as a JSON object, to break one thing in.
-fn golden_object() -> serde_json::Map<String, Value> {
-    match json(&golden_refund_request()) {
+/// A golden request as a JSON object, to break one thing in.
+fn golden_object(golden: Vec<u8>) -> serde_json::Map<String, Value> {
+    match json(&golden) {
         Value::Object(map) => map,
         other => panic!("not an object: {other}"),
     }
 }
 
+/// The v1 golden request with one thing changed.
 fn with(edit: impl FnOnce(&mut serde_json::Map<String, Value>)) -> Vec<u8> {
-    let mut obj = golden_object();
+    let mut obj = golden_object(golden_refund_request_v1());
+    edit(&mut obj);
+    serde_json::to_vec(&obj).unwrap()
+}
+
+/// The v2 golden request with one thing changed.
+fn with_v2(edit: impl FnOnce(&mut serde_json::Map<String, Value>)) -> Vec<u8> {
+    let mut obj = golden_object(golden_refund_request());
     edit(&mut obj);
     serde_json::to_vec(&obj).unwrap()
 }
@@ -583,12 +682,86 @@ fn bad_refund_requests_give_the_right_error_kind_and_a_useful_message() {
             message_has: &["`unit_cost`", "CHF"],
         },
         Bad {
+            name: "invalid defect, v1",
+            ce_type: Some("returns.RefundRequest.v1"),
+            payload: with(|o| {
+                o.insert("defect".into(), "no power".into());
+            }),
+            kind: "invalid_field",
+            field: Some("defect"),
+            message_has: &["`defect`", "\"no power\""],
+        },
+        Bad {
+            name: "invalid defect, v2",
+            ce_type: Some("returns.RefundRequest.v2"),
+            payload: with_v2(|o| {
+                o["reason"]["defect"] = Value::from("no power");
+            }),
+            kind: "invalid_field",
+            field: Some("reason.defect"),
+            message_has: &["`reason.defect`", "\"no power\""],
+        },
+        Bad {
+            name: "noticed is not one of its values",
+            ce_type: Some("returns.RefundRequest.v2"),
+            payload: with_v2(|o| {
+                o["reason"]["noticed"] = Value::from("last week");
+            }),
+            kind: "invalid_field",
+            field: Some("reason.noticed"),
+            message_has: &[
+                "`reason.noticed`",
+                "\"last week\"",
+                "on_arrival, in_use, unknown",
+            ],
+        },
+        Bad {
+            name: "description too long",
+            ce_type: Some("returns.RefundRequest.v2"),
+            payload: with_v2(|o| {
+                o["reason"]["description"] = Value::from("x".repeat(1_001));
+            }),
+            kind: "invalid_field",
+            field: Some("reason.description"),
+            message_has: &["`reason.description`", "1001 characters"],
+        },
+        Bad {
+            name: "a v1 payload labelled v2",
+            ce_type: Some("returns.RefundRequest.v2"),
+            payload: golden_refund_request_v1(),
+            kind: "malformed",
+            field: None,
+            message_has: &[
+                "not a valid returns.RefundRequest.v2",
+                "missing field `reason`",
+            ],
+        },
+        Bad {
+            name: "a v2 payload without headers (read as v1)",
+            ce_type: None,
+            payload: golden_refund_request(),
+            kind: "malformed",
+            field: None,
+            message_has: &[
+                "not a valid returns.RefundRequest.v1",
+                "missing field `defect`",
+            ],
+        },
+        Bad {
+            name: "the next version",
+            ce_type: Some("returns.RefundRequest.v3"),
+            payload: golden_refund_request(),
+            kind: "unknown_version",
+            field: None,
+            message_has: &["returns.RefundRequest version 3", "reads versions [1, 2]"],
+        },
+        Bad {
             name: "unknown future version",
             ce_type: Some("returns.RefundRequest.v99"),
             payload: golden_refund_request(),
             kind: "unknown_version",
             field: None,
-            message_has: &["returns.RefundRequest version 99", "reads versions [1]"],
+            message_has: &["returns.RefundRequest version 99", "reads versions [1, 2]"],
         },
         Bad {
             name: "unknown type",
@@ -690,6 +863,14 @@ fn bad_team_events_give_the_right_error_kind() {
         let rec = record(&team_topic("sales"), 0, headers, payload.to_vec());
         let err = wire::decode_team_event::<Sales>(&rec).expect_err(name);
         assert_eq!(err.kind(), kind, "{name}: {err}");
+        if kind == "unknown_version" {
+            let message = err.to_string();
+            assert!(
+                message.contains("returns.sales.OrderRefunded version 2")
+                    && message.contains("reads versions [1]"),
+                "{name}: {message}"
+            );
+        }
     }
     assert_eq!(
         wire::team_event_type::<Sales>(&event),
