@@ -109,6 +109,7 @@ impl DefectRates {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "type")]
 pub enum QualityEvent {
     DefectRecorded {
@@ -129,6 +130,7 @@ pub enum QualityEvent {
 
 /// Why Quality does not count a return.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "code")]
 pub enum QualityRejection {
     /// The company does not make this model: a defect rate for it would measure a typo.

@@ -16,6 +16,7 @@ pub const MAX_DESCRIPTION_CHARS: usize = 1_000;
 
 /// When the customer noticed the defect.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Noticed {
     /// The device was faulty out of the box ("dead on arrival").

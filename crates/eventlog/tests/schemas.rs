@@ -92,7 +92,13 @@ fn every_version_read_has_a_schema_and_every_schema_is_valid() {
     for v in wire::REFUND_REQUEST_VERSIONS {
         assert!(types.contains(format!("{REFUND_REQUEST}.v{v}").as_str()));
     }
-    for team in ["sales", "inventory", "manufacturing", "accounting"] {
+    for team in [
+        "sales",
+        "inventory",
+        "manufacturing",
+        "accounting",
+        "quality",
+    ] {
         let of_team: Vec<&&str> = types
             .iter()
             .filter(|t| t.starts_with(&format!("returns.{team}.")))

@@ -29,8 +29,8 @@ use std::sync::Once;
 
 use returns_domain::{
     catalogue, Accounting, CountryCode, Currency, Generator, Inventory, LocationCode,
-    Manufacturing, ModelCode, Money, Noticed, OrderId, RefundRequest, ReturnId, ReturnReason,
-    Sales, StockLevel, Team,
+    Manufacturing, ModelCode, Money, Noticed, OrderId, Quality, RefundRequest, ReturnId,
+    ReturnReason, Sales, StockLevel, Team,
 };
 use returns_eventlog::envelope::{self, Envelope};
 use returns_eventlog::wire::v1::RefundRequestV1;
@@ -115,6 +115,7 @@ fn all_golden() -> Vec<(String, String)> {
     all.extend(team(&inventory()));
     all.extend(team(&manufacturing()));
     all.extend(team(&accounting()));
+    all.extend(team(&quality()));
     all
 }
 
@@ -343,6 +344,21 @@ fn accounting() -> Vec<Case<Accounting>> {
 }
 
 /// The version User Support writes today.
+fn quality() -> Vec<Case<Quality>> {
+    let req = base();
+    vec![
+        Case::fresh(req.clone(), "DefectRecorded", None),
+        Case::fresh(
+            RefundRequest {
+                model: ModelCode::parse("BRICK-PHONE-1").unwrap(),
+                ..req
+            },
+            "DefectNotRecorded",
+            Some("UnknownModel"),
+        ),
+    ]
+}
+
 const REFUND_REQUEST_FILE: &str = "RefundRequest.v2.json";
 const REFUND_REQUEST_V1_FILE: &str = "RefundRequest.v1.json";
 
@@ -429,6 +445,11 @@ fn manufacturing_events_encode_as_the_golden_files() {
 #[test]
 fn accounting_events_encode_as_the_golden_files() {
     assert_team_golden(&accounting());
+}
+
+#[test]
+fn quality_events_encode_as_the_golden_files() {
+    assert_team_golden(&quality());
 }
 
 /// No golden file without a case, so a removed or renamed shape cannot leave a stale file behind
@@ -540,6 +561,7 @@ fn golden_team_events_decode_back() {
     assert_team_decodes_back(&inventory());
     assert_team_decodes_back(&manufacturing());
     assert_team_decodes_back(&accounting());
+    assert_team_decodes_back(&quality());
 }
 
 // ---------------------------------------------------------------------------------------------

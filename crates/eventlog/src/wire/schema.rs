@@ -16,7 +16,7 @@ use std::collections::BTreeSet;
 
 use returns_domain::{
     Accounting, AccountingEvent, Inventory, InventoryEvent, Manufacturing, ManufacturingEvent,
-    Sales, SalesEvent, Team,
+    Quality, QualityEvent, Sales, SalesEvent, Team,
 };
 use schemars::generate::SchemaSettings;
 use schemars::JsonSchema;
@@ -49,6 +49,7 @@ pub fn all() -> Vec<EventSchema> {
     all.extend(per_event_type::<InventoryEvent>(Inventory::NAME));
     all.extend(per_event_type::<ManufacturingEvent>(Manufacturing::NAME));
     all.extend(per_event_type::<AccountingEvent>(Accounting::NAME));
+    all.extend(per_event_type::<QualityEvent>(Quality::NAME));
     all
 }
 
