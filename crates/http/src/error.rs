@@ -15,7 +15,7 @@ use crate::MAX_BODY_BYTES;
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
     /// The body is not JSON, or not a JSON object.
-    #[error("the body is not a RefundRequest v1 JSON object: {0}")]
+    #[error("the body is not a RefundRequest v2 JSON object: {0}")]
     MalformedJson(String),
     /// A field is missing, has the wrong type, or breaks a rule of `RefundRequest`.
     #[error("field `{field}` is invalid: {reason}")]

@@ -17,9 +17,10 @@
 //! per call, idempotent on the return id. So the two models differ only in how the request
 //! arrives, and their stores can be compared row by row.
 //!
-//! The body is a `RefundRequest` v1 JSON object, exactly the wire DTO
-//! [`RefundRequestV1`](returns_eventlog::wire::v1::RefundRequestV1), converted and validated as
-//! a record read from the log is. The answers:
+//! The body is a `RefundRequest` v2 JSON object, exactly the wire DTO of the version User
+//! Support publishes on the log, [`RefundRequestV2`](returns_eventlog::wire::v2::RefundRequestV2)
+//! (with its `reason`: defect, when noticed, description), converted and validated as a record
+//! read from the log is; so both models carry the same data. The answers:
 //!
 //! | status | body | when |
 //! |---|---|---|

@@ -10,7 +10,7 @@
 use std::time::{Duration, Instant};
 
 use returns_domain::RefundRequest;
-use returns_eventlog::wire::v1::RefundRequestV1;
+use returns_eventlog::wire::v2::RefundRequestV2;
 use returns_services::TeamName;
 
 /// How User Support calls the teams.
@@ -80,7 +80,7 @@ impl Orchestrator {
     /// Handle one return the traditional way: call every team in turn.
     pub async fn submit(&self, request: &RefundRequest) -> Submission {
         let body =
-            serde_json::to_vec(&RefundRequestV1::from(request)).expect("a request serializes");
+            serde_json::to_vec(&RefundRequestV2::from(request)).expect("a request serializes");
         let started = Instant::now();
         let mut submission = Submission {
             return_id: request.return_id.to_string(),

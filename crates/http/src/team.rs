@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use returns_domain::{Accounting, Inventory, Manufacturing, Quality, RefundRequest, Sales, Team};
-use returns_eventlog::wire::v1::RefundRequestV1;
+use returns_eventlog::wire::v2::RefundRequestV2;
 use returns_eventlog::wire::WireError;
 use returns_services::store::{DirectAnswer, Effect};
 use returns_services::{ServiceError, TeamFaultState, TeamName, TeamStore};
@@ -125,8 +125,9 @@ async fn decide<T: Team>(
     Ok((status, Json(decision(T::NAME, effect, duplicate)?)))
 }
 
-/// The body as a `RefundRequest`: the wire DTO's shape (naming the field that does not fit),
-/// then the same conversion and validation as a record read from `returnOrders`.
+/// The body as a `RefundRequest`: the shape of the wire DTO of the version User Support
+/// publishes (v2), naming the field that does not fit, then the same conversion and validation
+/// as a record read from `returnOrders`.
 fn parse_request(body: serde_json::Value) -> Result<RefundRequest, HttpError> {
     // serde would also read a struct from an array of its fields in order: not on this wire.
     if !body.is_object() {
@@ -135,7 +136,7 @@ fn parse_request(body: serde_json::Value) -> Result<RefundRequest, HttpError> {
             json_type(&body)
         )));
     }
-    let dto: RefundRequestV1 = serde_path_to_error::deserialize(body)?;
+    let dto: RefundRequestV2 = serde_path_to_error::deserialize(body)?;
     let request = RefundRequest::try_from(dto)?;
     request.validate().map_err(WireError::from)?;
     Ok(request)

@@ -9,9 +9,11 @@ use axum::body::Body;
 use axum::http::{header, Method, Request, StatusCode};
 use axum::Router;
 use returns_domain::{
-    Accounting, Generator, Inventory, Manufacturing, Outcome, Quality, RefundRequest, Sales, Team,
+    Accounting, Generator, Inventory, Manufacturing, Noticed, Outcome, Quality, RefundRequest,
+    ReturnReason, Sales, Team,
 };
 use returns_eventlog::wire::v1::RefundRequestV1;
+use returns_eventlog::wire::v2::RefundRequestV2;
 use returns_http::{path, serve, team_router, Decision, ErrorBody, ErrorDetail, MAX_BODY_BYTES};
 use returns_services::schedule::FaultSpecError;
 use returns_services::{FaultPlan, RunClock, TeamFaultState, TeamName, TeamStore};
@@ -104,7 +106,7 @@ impl Endpoint {
 }
 
 fn body_of(request: &RefundRequest) -> String {
-    serde_json::to_string(&RefundRequestV1::from(request)).expect("a DTO serializes")
+    serde_json::to_string(&RefundRequestV2::from(request)).expect("a DTO serializes")
 }
 
 fn request(i: u64) -> RefundRequest {
@@ -237,7 +239,7 @@ async fn a_body_that_is_not_a_json_object_is_400_malformed_json() {
 #[tokio::test]
 async fn an_invalid_or_missing_field_is_422_naming_it() {
     let endpoint = Endpoint::new(TeamName::Sales);
-    let valid = serde_json::to_value(RefundRequestV1::from(&request(0))).expect("json");
+    let valid = serde_json::to_value(RefundRequestV2::from(&request(0))).expect("json");
     let with = |pointer: &str, value: Option<Value>| {
         let mut body = valid.clone();
         let (parent, name) = pointer.rsplit_once('/').expect("a pointer");
@@ -282,6 +284,32 @@ async fn an_invalid_or_missing_field_is_422_naming_it() {
             with("/ship_to/name", Some(json!("  "))),
             "ship_to.name",
         ),
+        ("missing reason", with("/reason", None), "reason"),
+        (
+            "missing defect",
+            with("/reason/defect", None),
+            "reason.defect",
+        ),
+        (
+            "bad defect",
+            with("/reason/defect", Some(json!("no power"))),
+            "reason.defect",
+        ),
+        (
+            "noticed outside its values",
+            with("/reason/noticed", Some(json!("yesterday"))),
+            "reason.noticed",
+        ),
+        (
+            "description as a number",
+            with("/reason/description", Some(json!(7))),
+            "reason.description",
+        ),
+        (
+            "description too long",
+            with("/reason/description", Some(json!("x".repeat(1_001)))),
+            "reason.description",
+        ),
     ];
     for (case, body, field) in cases {
         let answer = endpoint.post(body.to_string()).await;
@@ -291,10 +319,54 @@ async fn an_invalid_or_missing_field_is_422_naming_it() {
     assert!(endpoint.effects().is_empty());
 }
 
+/// The body is the version User Support publishes on the log (v2): a v1 body, with a bare
+/// `defect` and no `reason`, is refused, naming the field it lacks.
+#[tokio::test]
+async fn a_v1_body_is_422_naming_the_missing_reason() {
+    let endpoint = Endpoint::new(TeamName::Manufacturing);
+    let v1 = serde_json::to_string(&RefundRequestV1::from(&request(0))).expect("json");
+    let e = assert_error(
+        endpoint.post(v1).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_field",
+    );
+    assert_eq!(e.field.as_deref(), Some("reason"), "{}", e.message);
+    assert!(endpoint.effects().is_empty());
+}
+
+/// What v2 adds reaches the team: Quality counts when the defect was noticed, and the decision
+/// for a body with the description left out is the one with a null description.
+#[tokio::test]
+async fn the_reason_of_the_body_reaches_the_team() {
+    let endpoint = Endpoint::new(TeamName::Quality);
+    for (i, noticed) in [(0, Noticed::OnArrival), (1, Noticed::InUse)] {
+        let request = RefundRequest {
+            reason: ReturnReason {
+                noticed,
+                ..request(i).reason
+            },
+            ..request(i)
+        };
+        let (status, body) = endpoint.post_request(&request).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let d = decision(body);
+        assert_eq!(d.kind, "defect_recorded", "{:?}", d.event);
+        assert_eq!(d.event["noticed"], noticed.as_str());
+        assert_eq!(d.event["defect"], request.reason.defect.as_str());
+    }
+    let mut body = serde_json::to_value(RefundRequestV2::from(&request(2))).expect("json");
+    body["reason"]
+        .as_object_mut()
+        .expect("an object")
+        .remove("description");
+    let (status, reply) = endpoint.post(body.to_string()).await;
+    assert_eq!(status, StatusCode::CREATED, "{reply}");
+}
+
 #[tokio::test]
 async fn a_body_over_64_kib_is_413() {
     let endpoint = Endpoint::new(TeamName::Sales);
-    let mut dto = RefundRequestV1::from(&request(0));
+    let mut dto = RefundRequestV2::from(&request(0));
     dto.ship_to.name = "x".repeat(100 * 1024);
     let body = serde_json::to_string(&dto).expect("json");
     assert!(body.len() > MAX_BODY_BYTES);
