@@ -13,13 +13,16 @@
 //! a record that cannot be read is dead-lettered, and the records around it go on.
 
 mod error;
+pub mod analytics;
 pub mod audit;
 pub mod faults;
 pub mod metrics;
+pub mod projection;
 mod publisher;
 pub mod relay;
 pub mod replay;
 pub mod schedule;
+pub mod status;
 pub mod store;
 mod team_service;
 mod teams;
@@ -27,6 +30,7 @@ mod teams;
 pub use error::ServiceError;
 pub use faults::{CrashPoint, Faults};
 pub use metrics::TeamMetrics;
+pub use projection::{Projection, ProjectionRunner, ViewStore};
 pub use publisher::Publisher;
 pub use schedule::{FaultPlan, RunClock, TeamFaultState};
 pub use store::TeamStore;
