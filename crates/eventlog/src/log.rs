@@ -55,8 +55,9 @@ pub trait EventLog: Send + Sync + 'static {
     /// Every topic in the log.
     async fn topics(&self) -> Result<Vec<String>, LogError>;
 
-    /// Hand every record of a topic to `f`, partition by partition, a page at a time: the
-    /// topic is streamed, never loaded whole. An unknown topic has no records.
+    /// Hand every record of a topic to `f`, a page at a time: the topic is streamed, never
+    /// loaded whole. Each partition's records come in order; partitions may interleave. An
+    /// unknown topic has no records.
     async fn for_each_record(
         &self,
         topic: &str,

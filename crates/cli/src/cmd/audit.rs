@@ -90,12 +90,9 @@ fn print_entries(entries: &[AuditEntry], causes: bool) {
     }
     table.load_preset(UTF8_FULL_CONDENSED).set_header(header);
     for e in entries {
-        let mut row = vec![
-            e.time.clone(),
-            e.team.clone(),
-            e.outcome.clone(),
-            e.event_id.clone(),
-        ];
+        // Milliseconds are enough to read; --json keeps the full time.
+        let time = e.time.get(..23).unwrap_or(&e.time).replace('T', " ");
+        let mut row = vec![time, e.team.clone(), e.outcome.clone(), e.event_id.clone()];
         if causes {
             row.push(e.causation_id.clone().unwrap_or_else(|| "-".into()));
         } else {

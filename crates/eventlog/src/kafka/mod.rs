@@ -62,7 +62,7 @@ pub(crate) struct Shared {
     /// A consumer with no group: metadata, end offsets.
     meta: BaseConsumer,
     /// A consumer outside any group for `read`, reassigned on each call.
-    reader: Mutex<BaseConsumer>,
+    reader: Mutex<BaseConsumer<ReaderContext>>,
     /// One group-bound consumer per group asked about in `committed` (never subscribed).
     offsets: Mutex<HashMap<String, Arc<BaseConsumer>>>,
     /// Partition counts of the topics seen ready, so `append`, `lag` and `read` ask the
@@ -128,7 +128,7 @@ impl KafkaLog {
         // librdkafka assigns partitions only on a consumer with a group id; this one never
         // joins its group and never commits, so the id is a throwaway.
         let reader_group = format!("returns.reader.{}", uuid::Uuid::new_v4().simple());
-        let reader: BaseConsumer = client_config(
+        let reader: BaseConsumer<ReaderContext> = client_config(
             &config,
             ClientKind::Consumer,
             &[
@@ -137,7 +137,7 @@ impl KafkaLog {
                 ("enable.auto.commit", "false"),
             ],
         )
-        .create()
+        .create_with_context(ReaderContext)
         .map_err(kafka_err("consumer setup"))?;
         let shared = Arc::new(Shared {
             config,
@@ -407,6 +407,77 @@ impl Shared {
         result
     }
 
+    /// Read every record of every partition of a topic, up to the ends as they are now, with
+    /// one assignment of all partitions: each partition's records come in order, partitions
+    /// interleave. One assignment instead of one per partition saves a fetch round trip per
+    /// partition, which is most of the time on a small topic. `sink` returns false to stop.
+    fn read_all(&self, topic: &str, sink: &mut dyn FnMut(Record) -> bool) -> Result<(), LogError> {
+        let partitions = self.partitions(topic)?;
+        let name = self.config.qualify(topic);
+        let reader = self.reader.lock().expect("reader lock");
+        let mut next: HashMap<i32, (u64, u64)> = HashMap::new();
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..partitions as i32 {
+            let (low, high) = reader
+                .fetch_watermarks(&name, p, REQUEST_TIMEOUT)
+                .map_err(kafka_err("end offsets"))?;
+            let (low, high) = (low.max(0) as u64, high.max(0) as u64);
+            if low < high {
+                next.insert(p, (low, high));
+                tpl.add_partition_offset(&name, p, Offset::Offset(low as i64))
+                    .map_err(kafka_err("assign"))?;
+            }
+        }
+        if next.is_empty() {
+            return Ok(());
+        }
+        reader.assign(&tpl).map_err(kafka_err("assign"))?;
+        let result = (|| {
+            let mut idle_since = Instant::now();
+            while !next.is_empty() {
+                match reader.poll(Duration::from_millis(100)) {
+                    Some(Ok(m)) => {
+                        if m.topic() != name {
+                            continue;
+                        }
+                        let Some((at, end)) = next.get_mut(&m.partition()) else {
+                            continue;
+                        };
+                        let o = m.offset() as u64;
+                        if o < *at {
+                            continue;
+                        }
+                        idle_since = Instant::now();
+                        *at = o + 1;
+                        if *at >= *end {
+                            next.remove(&m.partition());
+                        }
+                        if !sink(to_record(&m, topic)) {
+                            break;
+                        }
+                    }
+                    Some(Err(KafkaError::PartitionEOF(p))) => {
+                        next.remove(&p);
+                    }
+                    Some(Err(e)) if is_transient(&e) => {
+                        tracing::debug!(error = %e, "read: transient error, still reading");
+                    }
+                    Some(Err(e)) => return Err(kafka_err("read")(e)),
+                    None => {}
+                }
+                if idle_since.elapsed() > REQUEST_TIMEOUT {
+                    return Err(LogError::Timeout {
+                        op: "read",
+                        seconds: REQUEST_TIMEOUT.as_secs(),
+                    });
+                }
+            }
+            Ok(())
+        })();
+        let _ = reader.unassign();
+        result
+    }
+
     /// Make sure a topic exists, creating it with our partition count.
     async fn ensure_topic(self: &Arc<Self>, topic: &str) -> Result<(), LogError> {
         if self.cached_partitions(topic).is_some() {
@@ -470,6 +541,27 @@ pub fn kafka_headers(headers: &[(String, String)]) -> OwnedHeaders {
 }
 
 /// A consumed message as a [`Record`], with its topic named as we know it (`topic`).
+/// The group-less reader's context: reaching the end of a partition is how a read ends, not an
+/// error. librdkafka sometimes reports it as a client-wide error event (for a partition of an
+/// earlier read), which the default context would log as an error.
+pub(crate) struct ReaderContext;
+
+impl rdkafka::ClientContext for ReaderContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        let end_of_partition = matches!(
+            error,
+            KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF)
+        );
+        if end_of_partition {
+            tracing::debug!(%reason, "reader reached the end of a partition");
+        } else {
+            tracing::error!(%error, %reason, "kafka reader error");
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for ReaderContext {}
+
 pub(crate) fn to_record(m: &BorrowedMessage<'_>, topic: &str) -> Record {
     let headers = m
         .headers()
@@ -614,33 +706,31 @@ impl EventLog for KafkaLog {
         .await
     }
 
-    /// Stream each partition once from its start with the group-less reader, a page at a time
-    /// through a small channel, instead of re-assigning for every page.
+    /// Stream the whole topic once with the group-less reader (all partitions in one
+    /// assignment), a page at a time through a small channel.
     async fn for_each_record(
         &self,
         topic: &str,
         f: &mut (dyn FnMut(Record) + Send),
     ) -> Result<(), LogError> {
-        let partitions = match self.end_offsets(topic).await {
+        match self.end_offsets(topic).await {
             Err(LogError::UnknownTopic(_)) => return Ok(()),
-            other => other?.len() as u32,
+            other => other?,
         };
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Record>>(4);
         let (shared, topic) = (Arc::clone(&self.shared), topic.to_string());
         let reading = tokio::task::spawn_blocking(move || {
-            for p in 0..partitions {
-                let mut page = Vec::with_capacity(1000);
-                let mut open = true;
-                shared.read(&topic, p, 0, usize::MAX, &mut |r| {
-                    page.push(r);
-                    if page.len() == 1000 {
-                        open = tx.blocking_send(std::mem::take(&mut page)).is_ok();
-                    }
-                    open
-                })?;
-                if !open || (!page.is_empty() && tx.blocking_send(page).is_err()) {
-                    break;
+            let mut page = Vec::with_capacity(1000);
+            let mut open = true;
+            shared.read_all(&topic, &mut |r| {
+                page.push(r);
+                if page.len() == 1000 {
+                    open = tx.blocking_send(std::mem::take(&mut page)).is_ok();
                 }
+                open
+            })?;
+            if open && !page.is_empty() {
+                let _ = tx.blocking_send(page);
             }
             Ok::<_, LogError>(())
         });
