@@ -135,6 +135,9 @@ impl KafkaLog {
                 ("group.id", &reader_group),
                 ("enable.partition.eof", "true"),
                 ("enable.auto.commit", "false"),
+                // A read ends at the partition's end; a fetch left waiting there for new
+                // records (500 ms by default) would hold up the next read's first fetch.
+                ("fetch.wait.max.ms", "10"),
             ],
         )
         .create_with_context(ReaderContext)
