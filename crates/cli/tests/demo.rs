@@ -144,3 +144,43 @@ fn a_bad_log_url_is_a_clear_error() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_file_of_v1_and_v2_lines_is_published_as_v2_and_a_bad_line_names_its_place() {
+    use returns_eventlog::wire::{v1::RefundRequestV1, v2::RefundRequestV2};
+    let dir = tempfile::tempdir().unwrap();
+    let generator = returns_domain::Generator::new(5);
+    let (old, new) = (generator.request(0), generator.request(1));
+    let file = dir.path().join("requests.jsonl");
+    let lines = [
+        serde_json::to_string(&RefundRequestV1::from(&old)).unwrap(),
+        serde_json::to_string(&RefundRequestV2::from(&new)).unwrap(),
+    ];
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    let (ok, _, stderr) = returns(dir.path(), &["publish", "--file", file.to_str().unwrap()]);
+    assert!(ok, "{stderr}");
+    for (req, noticed) in [(&old, "unknown"), (&new, new.reason.noticed.as_str())] {
+        let (ok, stdout, stderr) =
+            returns(dir.path(), &["audit", &req.return_id.to_string(), "--json"]);
+        assert!(ok, "{stderr}");
+        let trail: Value = serde_json::from_str(&stdout).unwrap();
+        let request = &trail[0];
+        assert_eq!(request["event_type"], "returns.RefundRequest.v2");
+        assert_eq!(
+            request["data"]["reason"]["defect"],
+            req.reason.defect.as_str()
+        );
+        assert_eq!(request["data"]["reason"]["noticed"], noticed);
+    }
+
+    let mut bad = serde_json::to_value(RefundRequestV2::from(&new)).unwrap();
+    bad["reason"]["noticed"] = "yesterday".into();
+    std::fs::write(&file, format!("{}\n{bad}\n", lines[0])).unwrap();
+    let (ok, _, stderr) = returns(dir.path(), &["publish", "--file", file.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("requests.jsonl:2: not a valid returns.RefundRequest.v2")
+            && stderr.contains("reason.noticed"),
+        "{stderr}"
+    );
+}

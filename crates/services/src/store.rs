@@ -267,7 +267,7 @@ impl<T: Team> TeamStore<T> {
         let return_id = request.return_id.to_string();
         let event_id = direct_event_id(&return_id);
         let input = Input::Request {
-            envelope: Envelope::new(wire::REFUND_REQUEST_DEFAULT_TYPE, "/returns/user-support")
+            envelope: Envelope::new(wire::REFUND_REQUEST_TYPE, wire::USER_SUPPORT_SOURCE)
                 .with_id(event_id.clone())
                 .correlated(return_id),
             request: Box::new(request.clone()),

@@ -4,8 +4,8 @@ use std::io::BufRead;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use returns_domain::{Generator, RefundRequest};
-use returns_eventlog::wire::v1::RefundRequestV1;
+use returns_domain::Generator;
+use returns_eventlog::wire::{self, REFUND_REQUEST_DEFAULT_TYPE, REFUND_REQUEST_TYPE};
 use returns_eventlog::{OutRecord, RETURN_ORDERS};
 use returns_services::Publisher;
 
@@ -22,7 +22,8 @@ pub struct Args {
     /// First generator index (default: continue where `returnOrders` ends).
     #[arg(long)]
     pub from_index: Option<u64>,
-    /// Publish the requests in this file instead: one RefundRequest v1 JSON object per line.
+    /// Publish the requests in this file instead: one RefundRequest JSON object per line, v2
+    /// (with a `reason`) or v1 (with a bare `defect`); each is published as v2.
     #[arg(long)]
     pub file: Option<PathBuf>,
     /// With --file: append each line as it is, unchecked and without headers, as Kafka's console
@@ -51,13 +52,15 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
         Some(path) => {
             let mut requests = Vec::new();
             for (n, line) in read_lines(path)? {
-                let dto: RefundRequestV1 = serde_json::from_str(&line).with_context(|| {
-                    format!("{}:{n}: not a RefundRequest v1 JSON object", path.display())
-                })?;
-                let req = RefundRequest::try_from(dto)
-                    .with_context(|| format!("{}:{n}: invalid RefundRequest", path.display()))?;
-                req.validate()
-                    .with_context(|| format!("{}:{n}: invalid RefundRequest", path.display()))?;
+                let object: serde_json::Value = serde_json::from_str(&line)
+                    .with_context(|| format!("{}:{n}: not a JSON object", path.display()))?;
+                let version = if object.get("reason").is_some() {
+                    REFUND_REQUEST_TYPE
+                } else {
+                    REFUND_REQUEST_DEFAULT_TYPE
+                };
+                let req = wire::decode_refund_request_payload(version, line.as_bytes())
+                    .with_context(|| format!("{}:{n}: not a valid {version}", path.display()))?;
                 requests.push(req);
             }
             Publisher::new(log.clone()).publish(&requests).await?

@@ -6,13 +6,14 @@ use std::path::PathBuf;
 use anyhow::Context;
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
 use returns_services::replay::{replay_team, ReplayReport};
+use returns_services::store::store_path;
 use returns_services::TeamName;
 
 use crate::config::Global;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The teams to replay (default: the four teams that react to a return).
+    /// The teams to replay (default: every team that has a store in the data directory).
     pub teams: Vec<String>,
     /// Where the rebuilt stores go (default: <data>/replay).
     #[arg(long)]
@@ -23,16 +24,27 @@ pub struct Args {
 }
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
+    let log = global.open_log().await?;
+    let data = global.data_dir(log.as_ref());
     let teams: Vec<TeamName> = if args.teams.is_empty() {
-        TeamName::ALL.to_vec()
+        let present: Vec<TeamName> = TeamName::EVERY
+            .into_iter()
+            .filter(|t| store_path(&data, t.as_str()).exists())
+            .collect();
+        if present.is_empty() {
+            anyhow::bail!(
+                "no team store in {} (hint: run `returns demo` or `returns run TEAM` with the \
+                 same --data and --log first)",
+                data.display()
+            );
+        }
+        present
     } else {
         args.teams
             .iter()
             .map(|t| t.parse())
             .collect::<Result<_, _>>()?
     };
-    let log = global.open_log().await?;
-    let data = global.data_dir(log.as_ref());
     let out = args.out.unwrap_or_else(|| data.join("replay"));
     let mut reports = Vec::new();
     for team in teams {

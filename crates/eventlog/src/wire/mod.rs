@@ -78,7 +78,9 @@ pub fn decode_refund_request(record: &Record) -> (Envelope, Result<RefundRequest
     (envelope, result)
 }
 
-fn decode_refund_request_payload(
+/// Read a refund request's payload of a known type, e.g. `returns.RefundRequest.v1` (a line of
+/// a file, an HTTP body), validated.
+pub fn decode_refund_request_payload(
     event_type: &str,
     payload: &[u8],
 ) -> Result<RefundRequest, WireError> {
