@@ -10,7 +10,8 @@ use crate::shutdown;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// sales, inventory, manufacturing or accounting.
+    /// sales, inventory, manufacturing, accounting, or quality (a late subscriber: started at any
+    /// time, it catches up from the beginning of returnOrders).
     pub team: String,
 }
 
