@@ -456,17 +456,22 @@ impl<P: Projection> ProjectionRunner<P> {
             if records.is_empty() {
                 continue;
             }
-            (store, _, _) = self.handle_batch(store, sub.as_mut(), records).await?;
+            let positions = positions_after(&records);
+            (store, _) = self.apply(store, records).await?;
+            self.commit(sub.as_mut(), &positions).await?;
         }
         tracing::info!(view = P::NAME, "stopped cleanly");
         Ok(())
     }
 
     /// Apply everything up to the topics' ends as they are now, commit, and return. Records
-    /// appended meanwhile are left for the next call.
+    /// appended meanwhile are left for the next call. Should another member take the group
+    /// (a second command catching the same view up), this one follows the group from outside,
+    /// reading what the other commits, until its file reaches the ends too.
     pub async fn catch_up(self) -> Result<CatchUp, ServiceError> {
         let started = Instant::now();
-        let (mut store, mut sub, mut standing) = self.start().await?;
+        let (mut store, sub, mut standing) = self.start().await?;
+        let mut sub = Some(sub);
         let mut report = CatchUp::default();
         let first = standing.done();
         let total = standing.target.values().sum::<u64>() - first;
@@ -497,9 +502,16 @@ impl<P: Projection> ProjectionRunner<P> {
                     seconds: self.config.stall_timeout.as_secs(),
                 }));
             }
-            let records = sub
-                .poll(self.config.batch_max, self.config.poll_timeout)
-                .await?;
+            let records = match sub.as_mut() {
+                Some(sub) => {
+                    sub.poll(self.config.batch_max, self.config.poll_timeout)
+                        .await?
+                }
+                None => {
+                    tokio::time::sleep(self.config.poll_timeout).await;
+                    Vec::new()
+                }
+            };
             if records.is_empty() {
                 // Nothing for us: another member may have moved the group past the file.
                 let committed = self.committed().await?;
@@ -511,11 +523,30 @@ impl<P: Projection> ProjectionRunner<P> {
                 continue;
             }
             report.records += records.len() as u64;
-            let (next, counts, positions) = self.handle_batch(store, sub.as_mut(), records).await?;
+            let positions = positions_after(&records);
+            let (next, counts) = self.apply(store, records).await?;
             store = next;
             report.counts += counts;
             Standing::raise(&mut standing.held, &positions);
-            Standing::raise(&mut standing.group, &positions);
+            let Some(member) = sub.as_mut() else {
+                continue;
+            };
+            match self.commit(member.as_mut(), &positions).await {
+                Ok(()) => Standing::raise(&mut standing.group, &positions),
+                // A newer member took the group over (another command catching the same view
+                // up): it moves the group now, and this one follows from outside the group,
+                // reading what it passes. What was applied here is redelivered to the group
+                // and skipped as duplicates.
+                Err(LogError::Fenced { .. }) => {
+                    tracing::info!(
+                        view = P::NAME,
+                        group = P::GROUP,
+                        "a newer member took the group over; following it from outside"
+                    );
+                    sub = None;
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
         drop(store);
         report.elapsed = started.elapsed();
@@ -606,30 +637,24 @@ impl<P: Projection> ProjectionRunner<P> {
         Ok(store)
     }
 
-    /// Apply a polled batch, then commit the group past it.
-    async fn handle_batch(
+    /// Commit the group's positions, trying again a few times while the log is busy.
+    async fn commit(
         &self,
-        store: ViewStore<P>,
         sub: &mut dyn Subscription,
-        records: Vec<Record>,
-    ) -> Result<(ViewStore<P>, BatchCounts, Vec<Position>), ServiceError> {
-        let positions = positions_after(&records);
-        let (store, counts) = self.apply(store, records).await?;
+        positions: &[Position],
+    ) -> Result<(), LogError> {
         let mut backoff = Duration::from_millis(20);
         for attempt in 1.. {
-            match sub.commit(&positions).await {
+            match sub.commit(positions).await {
                 Err(e) if e.is_transient() && attempt < 10 => {
                     tracing::warn!(view = P::NAME, error = %e, attempt, "commit failed; retrying");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(2));
                 }
-                other => {
-                    other?;
-                    break;
-                }
+                other => return other,
             }
         }
-        Ok((store, counts, positions))
+        unreachable!("the loop returns by its tenth attempt")
     }
 
     /// Decode and apply on a blocking thread, trying again while the file is busy.
@@ -1133,6 +1158,33 @@ mod tests {
         runner(&a).catch_up().await.unwrap();
         for d in [&a, &b] {
             assert_eq!(counted(&ViewStore::<Counter>::open(d).unwrap()), 60);
+        }
+    }
+
+    /// Two commands catching the same view up at once: on SQLite the second fences the first,
+    /// which then follows the group from outside. Both finish, each file complete.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_catch_ups_at_once_both_finish_with_everything() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = sqlite_log(dir.path()).await;
+        publish(&log, 0..600).await;
+        let small = ProjectionConfig {
+            batch_max: 10,
+            ..ProjectionConfig::default()
+        };
+        let runner = |d: &str| {
+            ProjectionRunner::<Counter>::new(Arc::clone(&log), dir.path().join(d))
+                .with_config(small.clone())
+                .catch_up()
+        };
+        let (a, b) = tokio::join!(runner("a"), runner("b"));
+        let (a, b) = (a.unwrap(), b.unwrap());
+        for d in ["a", "b"] {
+            let store = ViewStore::<Counter>::open(&dir.path().join(d)).unwrap();
+            assert_eq!(counted(&store), 600, "{d}: {a:?} {b:?}");
+        }
+        for topic in returns_topics() {
+            assert_eq!(log.lag(Counter::GROUP, &topic).await.unwrap(), 0, "{topic}");
         }
     }
 

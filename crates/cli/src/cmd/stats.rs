@@ -108,7 +108,7 @@ pub(crate) async fn catch_up<P: Projection>(
             if bar.is_hidden() {
                 bar.set_style(
                     ProgressStyle::with_template(
-                        "{prefix:>20} [{bar:40.cyan/blue}] {pos:>9}/{len:9} {per_sec:>14}",
+                        "{prefix} [{bar:30.cyan/blue}] {human_pos}/{human_len} records {elapsed}",
                     )
                     .expect("valid template")
                     .progress_chars("=> "),
