@@ -25,7 +25,9 @@ pub enum ServiceError {
     },
     #[error("no {team} store at {path} (hint: run `returns demo` or `returns run {team}` with the same --data and --log first)")]
     NoStore { team: &'static str, path: PathBuf },
-    #[error("unknown team `{0}` (expected sales, inventory, manufacturing, accounting or quality)")]
+    #[error(
+        "unknown team `{0}` (expected sales, inventory, manufacturing, accounting or quality)"
+    )]
     UnknownTeam(String),
     /// A crash injected by a test at a named point: the service stops as abruptly as a killed
     /// process would, without committing or draining anything.

@@ -12,9 +12,9 @@
 //! transaction, so a relay that dies half-way publishes the same event again, never a new one;
 //! a record that cannot be read is dead-lettered, and the records around it go on.
 
-mod error;
 pub mod analytics;
 pub mod audit;
+mod error;
 pub mod faults;
 pub mod metrics;
 pub mod projection;
