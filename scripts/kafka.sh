@@ -8,9 +8,14 @@
 #                                                its bootstrap address, so that
 #                                                  BOOTSTRAP=$(bash scripts/kafka.sh start)
 #                                                works; already running: just the address
+#   bash scripts/kafka.sh restart                start the broker again on the data it had when
+#                                                it was stopped or killed (nothing is wiped; same
+#                                                ports and cluster id); prints the address like
+#                                                start; already running: just the address
 #   bash scripts/kafka.sh stop                   SIGTERM, up to KAFKA_STOP_TIMEOUT s for a clean
 #                                                exit, then SIGKILL; exit 0 if not running
-#   bash scripts/kafka.sh kill                   SIGKILL at once (for fault tests)
+#   bash scripts/kafka.sh kill                   SIGKILL at once (for fault tests; `restart`
+#                                                brings it back on its data)
 #   bash scripts/kafka.sh status                 "running pid=N bootstrap=127.0.0.1:PORT" and exit 0
 #                                                when it answers; otherwise exit 3
 #   bash scripts/kafka.sh console-producer TOPIC [ARGS...]
@@ -23,29 +28,40 @@
 #                                                (e.g. topics --create --topic t --partitions 3)
 #   bash scripts/kafka.sh fetch                  only fetch the jars
 #
-# Every `start` is a clean broker: <cache>/run (the data dir run/data with the KRaft
+# Every `start` is a clean broker: the run dir (the data dir <run>/data with the KRaft
 # metadata and all topics, and the broker log) is WIPED, and the data dir is formatted
 # again with a new random cluster id. No topic or record survives a stop and start; only
-# the jars are kept. (A broker that is already running is left alone by `start`.)
+# the jars are kept. (A broker that is already running is left alone by `start`.) Only
+# `restart` keeps the data: after `kill` it is an unclean restart, and the broker recovers
+# its logs from what the killed process had written.
+#
+# A second, independent broker (a fault test's own) needs only its own run dir and ports;
+# it shares the jars:
+#   KAFKA_RUN=/tmp/b2/run KAFKA_PORT=29092 bash scripts/kafka.sh start   (then kill, restart,
+#   stop with the same KAFKA_RUN). Each run dir has its own lock, pid file and address.
 #
 # Linux only (setsid, flock, GNU sed and coreutils timeout, /dev/tcp of bash).
 #
 # Environment:
-#   KAFKA_PORT             client listener port (default 19092)
+#   KAFKA_PORT             client listener port (default 19092; `restart` keeps the port of
+#                          the run dir's last start)
 #   KAFKA_CONTROLLER_PORT  KRaft controller listener port (default KAFKA_PORT+1)
 #   KAFKA_CACHE            cache dir (default <repo>/kafka-cache): libs/ holds the jars
-#                          (fetched once; again when pom.xml changes), run/ holds
-#                          server.properties, data/, broker.log, broker.out, broker.pid
+#                          (fetched once; again when pom.xml changes)
+#   KAFKA_RUN              run dir of this broker (default <cache>/run): server.properties,
+#                          data/, broker.log (broker.log.1: the previous run's, after a
+#                          restart), broker.out, broker.pid; `start` wipes it, so it must
+#                          be empty, missing, or a run dir of this script
 #   KAFKA_START_TIMEOUT    seconds `start` waits for the broker to answer (default 60)
 #   KAFKA_STOP_TIMEOUT     seconds `stop` waits after SIGTERM before SIGKILL (default 30)
 #   KAFKA_HEAP_OPTS        broker heap (default "-Xms512m -Xmx1g")
 #   KAFKA_JVM_OPTS         more broker JVM options (default none)
 #   KAFKA_BOOTSTRAP        for console-producer, console-consumer and topics: the cluster to
-#                          talk to (default: this cache's running broker)
+#                          talk to (default: the running broker of this run dir)
 #
-# Only the cache dir is written (and Maven's own local repository, ~/.m2 by default).
-# Messages go to stderr; stdout carries only the bootstrap address (start), the status
-# line (status) and the tools' own output.
+# Only the cache dir and the run dir are written (and Maven's own local repository, ~/.m2 by
+# default). Messages go to stderr; stdout carries only the bootstrap address (start,
+# restart), the status line (status) and the tools' own output.
 set -euo pipefail
 
 readonly ME="kafka.sh"
@@ -61,6 +77,7 @@ readonly TOOLS_LOG4J="$CONF_DIR/log4j2-tools.xml"
 readonly DEFAULT_PORT=19092
 PORT_WAS_SET=${KAFKA_PORT+yes}
 PORT=${KAFKA_PORT:-$DEFAULT_PORT}
+CONTROLLER_PORT_WAS_SET=${KAFKA_CONTROLLER_PORT:+yes}
 CONTROLLER_PORT=${KAFKA_CONTROLLER_PORT:-}
 START_TIMEOUT=${KAFKA_START_TIMEOUT:-60}
 STOP_TIMEOUT=${KAFKA_STOP_TIMEOUT:-30}
@@ -128,7 +145,14 @@ CACHE=$(cd -- "$CACHE_ARG" && pwd)
 readonly CACHE
 readonly LIBS="$CACHE/libs"
 readonly LIBS_MARKER="$LIBS/.complete"
-readonly RUN="$CACHE/run"
+# The run dir, made absolute (a relative KAFKA_RUN is taken from the current directory); it
+# need not exist yet: start and restart create it.
+if [[ -n ${KAFKA_RUN:-} ]]; then
+  RUN=$(realpath -m -- "$KAFKA_RUN") || die "KAFKA_RUN='$KAFKA_RUN' is not a usable path"
+else
+  RUN="$CACHE/run"
+fi
+readonly RUN
 readonly DATA="$RUN/data"
 readonly PROPS="$RUN/server.properties"
 readonly PID_FILE="$RUN/broker.pid"
@@ -164,6 +188,16 @@ ensure_libs() {
   local sum
   sum=$(sha256sum "$POM" | cut -d' ' -f1)
   if [[ -f $LIBS_MARKER && $(<"$LIBS_MARKER") == "$sum" ]]; then return 0; fi
+  # One fetch at a time per cache: brokers of two run dirs may start at once. The broker
+  # must not inherit fd 8 (see launch_broker).
+  if command -v flock >/dev/null 2>&1; then
+    exec 8>"$CACHE/.lock"
+    flock -w 600 8 || die "another $ME has been fetching into $LIBS for 10 minutes"
+    if [[ -f $LIBS_MARKER && $(<"$LIBS_MARKER") == "$sum" ]]; then
+      exec 8>&-
+      return 0
+    fi
+  fi
   command -v mvn >/dev/null 2>&1 ||
     die "mvn (Maven) not found on PATH; it fetches the Kafka jars once into $LIBS" \
       "on Debian/Ubuntu: apt-get install -y maven"
@@ -183,6 +217,7 @@ ensure_libs() {
   mv -- "$tmp" "$LIBS"
   printf '%s\n' "$sum" >"$LIBS_MARKER"
   log "fetched $(find "$LIBS" -name '*.jar' | wc -l) jars in $(since_s "$started") s"
+  exec 8>&-
 }
 
 # JVM options of the short-lived tools. Without a log4j shutdown hook: otherwise a client
@@ -199,7 +234,7 @@ run_tool() {
 
 # --- the broker process -------------------------------------------------------------------
 
-# Prints the pid of this cache's broker and succeeds if it is running.
+# Prints the pid of this run dir's broker and succeeds if it is running.
 broker_pid() {
   [[ -f $PID_FILE ]] || return 1
   local pid args
@@ -249,7 +284,7 @@ new_cluster_id() {
   printf '%s\n' "$id"
 }
 
-# The address of the running broker of this cache (from its start), else the configured one.
+# The address of the running broker of this run dir (from its start), else the configured one.
 bootstrap_addr() {
   if [[ -f $ADDR_FILE ]] && broker_pid >/dev/null; then
     cat -- "$ADDR_FILE"
@@ -269,11 +304,13 @@ show_log_tail() {
   done
 }
 
-# Serialise start/stop/kill of this cache. The broker must not inherit fd 9 (see launch).
+# Serialise start/restart/stop/kill of this run dir (two run dirs are independent). The
+# broker must not inherit fd 9 (see launch_broker).
 take_lock() {
+  mkdir -p -- "$RUN" || die "cannot create the run dir $RUN" "set KAFKA_RUN to a writable directory"
   command -v flock >/dev/null 2>&1 || return 0
-  exec 9>"$CACHE/.lock"
-  flock -w 300 9 || die "another $ME start/stop on $CACHE has held its lock for 5 minutes"
+  exec 9>"$RUN/.lock"
+  flock -w 300 9 || die "another $ME start/stop on $RUN has held its lock for 5 minutes"
 }
 
 # signal_and_wait PID SIGNAL SECONDS : send SIGNAL, then wait up to SECONDS for PID to exit.
@@ -289,8 +326,9 @@ signal_and_wait() {
 
 write_properties() {
   cat >"$PROPS" <<EOF
-# Written by scripts/kafka.sh on each start; edits here are lost. Single node, KRaft,
-# one process that is both broker and controller, on 127.0.0.1 only.
+# Written by scripts/kafka.sh on each start (restart reuses it); edits here are lost at the
+# next start. Single node, KRaft, one process that is both broker and controller, on
+# 127.0.0.1 only.
 process.roles=broker,controller
 node.id=1
 controller.quorum.bootstrap.servers=127.0.0.1:$CONTROLLER_PORT
@@ -318,63 +356,86 @@ share.coordinator.state.topic.num.partitions=3
 num.partitions=3
 auto.create.topics.enable=true
 group.initial.rebalance.delay.ms=0
+# A restart after a kill waits until the controller drops the killed incarnation's session
+# (DUPLICATE_BROKER_REGISTRATION until then): 4 s instead of 9 s, with heartbeats every
+# 0.5 s instead of 2 s so that a live broker still has eight chances.
+broker.session.timeout.ms=4000
+broker.heartbeat.interval.ms=500
 # An event log keeps its records: no time or size retention (the data dir is wiped on
-# each start anyway).
+# each start anyway; restart keeps it).
 log.retention.ms=-1
 log.retention.bytes=-1
+
+# Durability: no log.flush.interval.messages, so the OS, not Kafka, decides when to fsync.
+# A record acknowledged with acks=all is in the page cache of this machine, so it survives
+# a SIGKILL of the broker (kill, then restart): the kernel, not the process, owns those
+# pages, and the restart recovers the logs past the last clean checkpoint from them. Only a
+# crash of the machine could lose acknowledged records, and on one node flushing each
+# message would be the only guard against that; these brokers are for tests and demos.
 EOF
 }
 
-# --- commands -----------------------------------------------------------------------------
+# --- starting ----------------------------------------------------------------------------
 
-cmd_start() {
-  need_java
-  take_lock
-  local pid bootstrap="127.0.0.1:$PORT"
-
-  if pid=$(broker_pid); then
-    local running
-    running=$(bootstrap_addr)
-    if [[ -n $PORT_WAS_SET && $running != "$bootstrap" ]]; then
-      die "the broker of $CACHE is already running at $running (pid $pid), not at $bootstrap" \
-        "bash scripts/kafka.sh stop first, or use another KAFKA_CACHE for a second broker"
-    fi
-    if answers "$running"; then
-      log "already running (pid $pid) at $running"
-      printf '%s\n' "$running"
-      return 0
-    fi
-    show_log_tail
-    die "the broker of $CACHE is running (pid $pid) but does not answer at $running" \
-      "bash scripts/kafka.sh stop && bash scripts/kafka.sh start"
+# If the broker of this run dir runs, print its address and succeed; fail if it does not
+# run. Dies if it runs but does not answer, or (KAFKA_PORT given) answers elsewhere.
+report_running() {
+  local pid running bootstrap="127.0.0.1:$PORT"
+  pid=$(broker_pid) || return 1
+  running=$(bootstrap_addr)
+  if [[ -n $PORT_WAS_SET && $running != "$bootstrap" ]]; then
+    die "the broker of $RUN is already running at $running (pid $pid), not at $bootstrap" \
+      "bash scripts/kafka.sh stop first, or use another KAFKA_RUN for a second broker"
   fi
+  if answers "$running"; then
+    log "already running (pid $pid) at $running"
+    printf '%s\n' "$running"
+    return 0
+  fi
+  show_log_tail
+  die "the broker of $RUN is running (pid $pid) but does not answer at $running" \
+    "bash scripts/kafka.sh stop && bash scripts/kafka.sh start"
+}
 
+ports_free() {
   local p
   for p in "$PORT" "$CONTROLLER_PORT"; do
     if port_open "$p"; then
-      die "port $p on 127.0.0.1 is taken by another process (not the broker of $CACHE)" \
+      die "port $p on 127.0.0.1 is taken by another process (not the broker of $RUN)" \
         "see who holds it with: ss -ltnp 'sport = :$p'; or pick free ports with KAFKA_PORT=... (controller: KAFKA_CONTROLLER_PORT, default KAFKA_PORT+1)"
     fi
   done
+}
 
-  ensure_libs
-  local started
-  started=$(now_ms)
-
-  # A clean broker every time: no data, metadata or log of a previous run.
-  rm -rf -- "$RUN"
-  mkdir -p -- "$DATA"
-  write_properties
-
-  local cluster_id
-  cluster_id=$(new_cluster_id)
-  log "formatting $DATA (KRaft, standalone controller, cluster id $cluster_id)"
-  if ! run_tool "$STORAGE_TOOL" format --standalone --cluster-id "$cluster_id" \
-    --config "$PROPS" >"$RUN/format.log" 2>&1; then
-    cat -- "$RUN/format.log" >&2
-    die "formatting the KRaft storage in $DATA failed (output above)"
+# Empty the run dir for a clean start, keeping its lock. A KAFKA_RUN dir that holds anything
+# this script does not write is refused, not wiped: a mistyped KAFKA_RUN must not cost files.
+wipe_run_dir() {
+  local entry name
+  local -a entries
+  shopt -s nullglob dotglob
+  entries=("$RUN"/*)
+  shopt -u nullglob dotglob
+  if [[ -n ${KAFKA_RUN:-} ]]; then
+    for entry in "${entries[@]}"; do
+      name=${entry##*/}
+      case $name in
+        .lock | data | server.properties | format.log | broker.log | broker.log.1 | broker.out | broker.pid | bootstrap) ;;
+        *)
+          die "KAFKA_RUN=$RUN holds '$name', which $ME did not write; it is not wiped" \
+            "point KAFKA_RUN at an empty or missing directory (start creates it)"
+          ;;
+      esac
+    done
   fi
+  for entry in "${entries[@]}"; do
+    if [[ ${entry##*/} != .lock ]]; then rm -rf -- "$entry"; fi
+  done
+}
 
+# launch_broker STARTED_MS : start java on $PROPS and wait until it answers at
+# 127.0.0.1:$PORT; prints that address.
+launch_broker() {
+  local started=$1 pid bootstrap="127.0.0.1:$PORT"
   local -a heap jvm
   read -r -a heap <<<"${KAFKA_HEAP_OPTS:--Xms512m -Xmx1g}"
   read -r -a jvm <<<"${KAFKA_JVM_OPTS:-}"
@@ -382,7 +443,7 @@ cmd_start() {
   log "starting the broker on 127.0.0.1:$PORT (controller 127.0.0.1:$CONTROLLER_PORT), log $BROKER_LOG"
   # setsid: its own session, so that no terminal hang-up or Ctrl-C of the caller's job
   # reaches it. The inner shell writes its own pid (java keeps it through exec), whether or
-  # not setsid forks. stdin, stdout, stderr and the lock fd are not the caller's, so that
+  # not setsid forks. stdin, stdout, stderr and the lock fds are not the caller's, so that
   # BOOTSTRAP=$(... start) returns.
   # shellcheck disable=SC2016 # $$, $0 and $@ are the inner shell's
   local launcher=(bash -c 'echo "$$" >"$0"; exec "$@"' "$PID_FILE")
@@ -396,7 +457,7 @@ cmd_start() {
       -Dlog4j2.configurationFile="$BROKER_LOG4J" -Dkafka.broker.log="$BROKER_LOG" \
       -Dkafka.logs.dir="$RUN" \
       -cp "$LIBS/*" "$BROKER_MAIN" "$PROPS"
-  ) </dev/null >>"$BROKER_OUT" 2>&1 9>&- &
+  ) </dev/null >>"$BROKER_OUT" 2>&1 8>&- 9>&- &
 
   local launcher_pid=$! deadline=$((SECONDS + START_TIMEOUT)) grace=0 left
   # Wait for the pid file (written by the launcher just before it becomes java).
@@ -432,6 +493,64 @@ cmd_start() {
   done
   log "ready at $bootstrap in $(since_s "$started") s (pid $pid)"
   printf '%s\n' "$bootstrap"
+}
+
+# --- commands -----------------------------------------------------------------------------
+
+cmd_start() {
+  need_java
+  take_lock
+  if report_running; then return 0; fi
+  ports_free
+  ensure_libs
+  local started
+  started=$(now_ms)
+
+  # A clean broker every time: no data, metadata or log of a previous run.
+  wipe_run_dir
+  mkdir -p -- "$DATA"
+  write_properties
+
+  local cluster_id
+  cluster_id=$(new_cluster_id)
+  log "formatting $DATA (KRaft, standalone controller, cluster id $cluster_id)"
+  if ! run_tool "$STORAGE_TOOL" format --standalone --cluster-id "$cluster_id" \
+    --config "$PROPS" >"$RUN/format.log" 2>&1; then
+    cat -- "$RUN/format.log" >&2
+    die "formatting the KRaft storage in $DATA failed (output above)"
+  fi
+  launch_broker "$started"
+}
+
+# The same broker again on its data: the properties of its last start (its ports, which the
+# KRaft metadata names) and its cluster id; the previous run's log is kept as broker.log.1.
+cmd_restart() {
+  need_java
+  take_lock
+  if [[ ! -f $PROPS || ! -f $DATA/meta.properties ]]; then
+    die "$RUN holds no formatted broker data to restart" "start a clean broker: bash scripts/kafka.sh start"
+  fi
+  local line
+  line=$(grep -m 1 '^listeners=' "$PROPS") || die "$PROPS names no listeners" "bash scripts/kafka.sh start"
+  if ! [[ $line =~ ^listeners=PLAINTEXT://127\.0\.0\.1:([0-9]+),CONTROLLER://127\.0\.0\.1:([0-9]+)$ ]]; then
+    die "$PROPS has listeners this script did not write: $line" "bash scripts/kafka.sh start"
+  fi
+  local port=${BASH_REMATCH[1]} controller=${BASH_REMATCH[2]}
+  if [[ -n $PORT_WAS_SET && $PORT != "$port" ]] ||
+    [[ -n $CONTROLLER_PORT_WAS_SET && $CONTROLLER_PORT != "$controller" ]]; then
+    die "the broker data in $RUN belongs to ports $port (controller $controller), not $PORT ($CONTROLLER_PORT)" \
+      "restart keeps the ports of its last start: leave KAFKA_PORT and KAFKA_CONTROLLER_PORT unset"
+  fi
+  PORT=$port
+  CONTROLLER_PORT=$controller
+  if report_running; then return 0; fi
+  ports_free
+  ensure_libs
+  local started
+  started=$(now_ms)
+  if [[ -f $BROKER_LOG ]]; then mv -f -- "$BROKER_LOG" "$BROKER_LOG.1"; fi
+  log "restarting on the data in $DATA ($(grep -m 1 '^cluster.id=' "$DATA/meta.properties" || echo 'no cluster id'))"
+  launch_broker "$started"
 }
 
 cmd_stop() {
@@ -483,7 +602,7 @@ cmd_status() {
   return 3
 }
 
-# The address of this cache's running broker, or a clear error.
+# The address of this run dir's running broker, or a clear error.
 running_bootstrap() {
   # The tools may target any cluster: KAFKA_BOOTSTRAP names it.
   if [[ -n ${KAFKA_BOOTSTRAP:-} ]]; then
@@ -491,7 +610,7 @@ running_bootstrap() {
     return
   fi
   broker_pid >/dev/null ||
-    die "no broker of $CACHE is running" "start one: bash scripts/kafka.sh start"
+    die "no broker of $RUN is running" "start one: bash scripts/kafka.sh start"
   bootstrap_addr
 }
 
@@ -524,11 +643,12 @@ main() {
   local cmd=${1:-}
   if [[ $# -gt 0 ]]; then shift; fi
   case $cmd in
-    start | stop | kill | status | fetch) [[ $# -eq 0 ]] || die "'$cmd' takes no arguments (got: $*)" ;;
+    start | restart | stop | kill | status | fetch) [[ $# -eq 0 ]] || die "'$cmd' takes no arguments (got: $*)" ;;
   esac
   check_settings
   case $cmd in
     start) cmd_start ;;
+    restart) cmd_restart ;;
     stop) cmd_stop ;;
     kill) cmd_kill ;;
     status) cmd_status ;;
@@ -542,11 +662,11 @@ main() {
       ;;
     "")
       usage
-      die "no command given" "bash scripts/kafka.sh start|stop|kill|status|console-producer TOPIC|console-consumer TOPIC|topics"
+      die "no command given" "bash scripts/kafka.sh start|restart|stop|kill|status|console-producer TOPIC|console-consumer TOPIC|topics"
       ;;
     *)
       usage
-      die "unknown command '$cmd'" "bash scripts/kafka.sh start|stop|kill|status|console-producer TOPIC|console-consumer TOPIC|topics"
+      die "unknown command '$cmd'" "bash scripts/kafka.sh start|restart|stop|kill|status|console-producer TOPIC|console-consumer TOPIC|topics"
       ;;
   esac
 }
