@@ -8,6 +8,14 @@
 //! | `outbox` | outgoing records not yet appended to the log (see [`crate::relay`]) |
 //!
 //! [`TeamStore::apply`] writes all four for a batch in one transaction.
+//!
+//! An id in `processed` is `decided` or `dead_lettered`. A decided id is final: any later copy
+//! of that event is a duplicate. A dead-lettered id is not: when a copy of the event comes back
+//! readable (put back by [`crate::dead_letters`] after a fix), it is decided and the row becomes
+//! `decided`, in the same transaction as the effect; when it comes back still unreadable, it is
+//! dead-lettered again with the reason of today's build. `dead_lettered_from` names the copy
+//! last dead-lettered (its `dlq_replayed_from` header, or for an original its place in the log),
+//! so a redelivery of that same copy is a duplicate, never a second dead letter.
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
@@ -186,7 +194,23 @@ pub(crate) fn connect(team: &'static str, path: &Path) -> Result<Connection, Ser
     )
     .map_err(err)?;
     outbox_seq_never_reused(&conn).map_err(err)?;
+    processed_names_the_copy_dead_lettered(&conn).map_err(err)?;
     Ok(conn)
+}
+
+/// Stores made before dead letters could be put back have no `dead_lettered_from`: the column
+/// is added, empty. An empty value stands for the original record, so a redelivery of it is
+/// still a duplicate.
+fn processed_names_the_copy_dead_lettered(conn: &Connection) -> rusqlite::Result<()> {
+    let has: bool = conn.query_row(
+        "SELECT COUNT(*) > 0 FROM pragma_table_info('processed') WHERE name = 'dead_lettered_from'",
+        [],
+        |r| r.get(0),
+    )?;
+    if has {
+        return Ok(());
+    }
+    conn.execute_batch("ALTER TABLE processed ADD COLUMN dead_lettered_from TEXT")
 }
 
 /// The outbox's `seq` must never be handed out twice (AUTOINCREMENT). A relay clears "every row
@@ -236,6 +260,12 @@ impl<T: Team> TeamStore<T> {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// How long a write waits for another connection's lock before it fails as busy (a
+    /// transient error the team retries). 10 s unless set.
+    pub fn set_busy_timeout(&self, timeout: Duration) -> Result<(), ServiceError> {
+        self.conn.busy_timeout(timeout).map_err(self.err())
     }
 
     fn err(&self) -> impl Fn(rusqlite::Error) -> ServiceError + '_ {
@@ -414,9 +444,8 @@ fn write_batch<T: Team>(
     publish: Publish,
 ) -> rusqlite::Result<BatchReport> {
     let mut w = BatchWriter::<T> {
-        mark: tx.prepare_cached(
-            "INSERT OR IGNORE INTO processed (event_id, return_id, outcome, at_ms) VALUES (?1, ?2, ?3, ?4)",
-        )?,
+        mark_decided: tx.prepare_cached(MARK_DECIDED)?,
+        mark_dead_lettered: tx.prepare_cached(MARK_DEAD_LETTERED)?,
         load: tx.prepare_cached(LOAD_STATE)?,
         effect: tx.prepare_cached(
             "INSERT INTO effects (event_id, caused_by, return_id, kind, rejection, event, at_ms)
@@ -452,8 +481,34 @@ fn write_batch<T: Team>(
     Ok(w.report)
 }
 
+/// Marks an event decided. New ids are inserted; an id only dead-lettered so far becomes
+/// `decided` (a copy put back after a fix); a decided id is left alone, and no row changes.
+const MARK_DECIDED: &str = "INSERT INTO processed (event_id, return_id, outcome, at_ms)
+     VALUES (?1, ?2, 'decided', ?3)
+     ON CONFLICT (event_id) DO UPDATE
+     SET return_id = excluded.return_id, outcome = 'decided', at_ms = excluded.at_ms
+     WHERE processed.outcome = 'dead_lettered'";
+
+/// Marks an event dead-lettered, naming the copy (?3). A decided id is left alone. An id
+/// dead-lettered before is marked again (and so dead-lettered again) only for another copy: one
+/// that was put back (?4 = 1) when the row names the original (NULL), or any copy whose name
+/// differs from the one in the row.
+const MARK_DEAD_LETTERED: &str =
+    "INSERT INTO processed (event_id, return_id, outcome, at_ms, dead_lettered_from)
+     VALUES (?1, NULL, 'dead_lettered', ?2, ?3)
+     ON CONFLICT (event_id) DO UPDATE
+     SET dead_lettered_from = excluded.dead_lettered_from, at_ms = excluded.at_ms
+     WHERE processed.outcome = 'dead_lettered'
+       AND CASE WHEN processed.dead_lettered_from IS NULL THEN ?4
+                ELSE processed.dead_lettered_from <> excluded.dead_lettered_from END";
+
+/// The header a record put back by [`crate::dead_letters`] carries: the dead letter it came
+/// from, `topic/partition/offset`.
+pub const REPLAYED_FROM: &str = "dlq_replayed_from";
+
 struct BatchWriter<'tx, T: Team> {
-    mark: CachedStatement<'tx>,
+    mark_decided: CachedStatement<'tx>,
+    mark_dead_lettered: CachedStatement<'tx>,
     load: CachedStatement<'tx>,
     effect: CachedStatement<'tx>,
     outbox: CachedStatement<'tx>,
@@ -465,26 +520,20 @@ struct BatchWriter<'tx, T: Team> {
 }
 
 impl<T: Team> BatchWriter<'_, T> {
-    /// Record the event id as processed; false when it already was (a redelivery).
-    fn first_time(
-        &mut self,
-        event_id: &str,
-        return_id: Option<&str>,
-        outcome: &str,
-    ) -> rusqlite::Result<bool> {
-        let fresh = self
-            .mark
-            .execute(params![event_id, return_id, outcome, self.at_ms])?
-            == 1;
-        if !fresh {
+    /// Count a row left unchanged as a duplicate; true when the row changed (act on it).
+    fn changed(&mut self, rows: usize) -> bool {
+        if rows == 0 {
             self.report.duplicates += 1;
         }
-        Ok(fresh)
+        rows > 0
     }
 
     fn decide(&mut self, envelope: &Envelope, request: &RefundRequest) -> rusqlite::Result<()> {
         let return_id = request.return_id.to_string();
-        if !self.first_time(&envelope.id, Some(&return_id), "decided")? {
+        let rows = self
+            .mark_decided
+            .execute(params![envelope.id, return_id, self.at_ms])?;
+        if !self.changed(rows) {
             return Ok(());
         }
         let key = T::key(request);
@@ -535,7 +584,18 @@ impl<T: Team> BatchWriter<'_, T> {
         record: &Record,
         error: &WireError,
     ) -> rusqlite::Result<()> {
-        if !self.first_time(&envelope.id, None, "dead_lettered")? {
+        let replayed_from = record.header(REPLAYED_FROM);
+        let copy = replayed_from.map_or_else(
+            || format!("{}/{}/{}", record.topic, record.partition, record.offset),
+            str::to_string,
+        );
+        let rows = self.mark_dead_lettered.execute(params![
+            envelope.id,
+            self.at_ms,
+            copy,
+            replayed_from.is_some()
+        ])?;
+        if !self.changed(rows) {
             return Ok(());
         }
         let group = team_group(T::NAME);
@@ -586,6 +646,117 @@ mod tests {
                 .any(|p| p.contains("USING INDEX effects_of_direct_calls")),
             "{plan:?}"
         );
+    }
+
+    fn on_log(out: returns_eventlog::OutRecord, offset: u64) -> Record {
+        Record {
+            topic: RETURN_ORDERS.into(),
+            partition: 0,
+            offset,
+            key: Some(out.key),
+            timestamp_ms: 0,
+            headers: out.headers,
+            payload: out.payload,
+        }
+    }
+
+    /// Return `i`'s request as User Support publishes it, under event id `id`, at `offset`.
+    fn good(i: u64, id: &str, offset: u64) -> Input {
+        let req = returns_domain::Generator::new(1).request(i);
+        let envelope = wire::refund_request_envelope(&req).with_id(id);
+        Input::decode(on_log(wire::encode_refund_request(&req, &envelope), offset))
+    }
+
+    /// An unreadable record under event id `id` at `offset`, put back from `replayed_from`.
+    fn bad(id: &str, offset: u64, replayed_from: Option<&str>) -> Input {
+        let mut headers = vec![("ce_id".to_string(), id.to_string())];
+        headers.extend(replayed_from.map(|r| (REPLAYED_FROM.to_string(), r.to_string())));
+        let input = Input::decode(on_log(
+            returns_eventlog::OutRecord {
+                key: id.into(),
+                headers,
+                payload: b"not json".to_vec(),
+            },
+            offset,
+        ));
+        assert!(matches!(input, Input::Bad { .. }));
+        input
+    }
+
+    /// (decided, duplicates, dead-lettered) of one batch.
+    fn apply(store: &mut TeamStore<returns_domain::Sales>, input: Input) -> (usize, u64, u64) {
+        let r = store.apply(&[input], &Faults::none()).unwrap();
+        (r.decided.len(), r.duplicates, r.dead_lettered)
+    }
+
+    /// An event that was only dead-lettered is decided when it comes back readable, once; a
+    /// decided event is never dead-lettered or decided again.
+    #[test]
+    fn a_dead_lettered_event_that_comes_back_readable_is_decided_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = TeamStore::<returns_domain::Sales>::open(dir.path()).unwrap();
+        assert_eq!(apply(&mut store, bad("e-1", 0, None)), (0, 0, 1));
+        assert_eq!(apply(&mut store, good(0, "e-1", 9)), (1, 0, 0));
+        assert_eq!(apply(&mut store, good(0, "e-1", 9)), (0, 1, 0));
+        assert_eq!(apply(&mut store, bad("e-1", 0, None)), (0, 1, 0));
+        assert_eq!(apply(&mut store, bad("e-1", 12, Some("d/0/1"))), (0, 1, 0));
+        assert_eq!(store.effects_per_return().unwrap().values().sum::<u64>(), 1);
+        assert_eq!(store.processed_count().unwrap(), 1);
+        // Both in one batch: the dead letter first, then the decision.
+        let both = [bad("e-2", 1, None), good(1, "e-2", 10)];
+        let r = store.apply(&both, &Faults::none()).unwrap();
+        assert_eq!((r.decided.len(), r.duplicates, r.dead_lettered), (1, 0, 1));
+    }
+
+    /// A copy put back that is still unreadable is dead-lettered again (with today's reason),
+    /// once per copy: a redelivery of the original or of that copy is a duplicate.
+    #[test]
+    fn a_copy_put_back_still_unreadable_is_dead_lettered_again_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = TeamStore::<returns_domain::Sales>::open(dir.path()).unwrap();
+        assert_eq!(apply(&mut store, bad("e-1", 0, None)), (0, 0, 1));
+        assert_eq!(
+            apply(&mut store, bad("e-1", 0, None)),
+            (0, 1, 0),
+            "redelivered"
+        );
+        assert_eq!(apply(&mut store, bad("e-1", 5, Some("d/0/1"))), (0, 0, 1));
+        // The same dead letter put back twice (a replay that lost its commit) is one copy.
+        assert_eq!(apply(&mut store, bad("e-1", 6, Some("d/0/1"))), (0, 1, 0));
+        assert_eq!(apply(&mut store, bad("e-1", 7, Some("d/0/2"))), (0, 0, 1));
+        // Only the last copy is remembered: the original redelivered after a copy (a group
+        // rewound by hand) is dead-lettered again; an extra dead letter, never a lost one.
+        assert_eq!(apply(&mut store, bad("e-1", 0, None)), (0, 0, 1));
+        assert_eq!(apply(&mut store, good(0, "e-1", 8)), (1, 0, 0));
+        assert_eq!(
+            store.outbox_len().unwrap(),
+            5,
+            "four dead letters and one event"
+        );
+    }
+
+    /// A store made before dead letters could be put back gets the column; its dead-lettered
+    /// rows stand for the originals, so redelivering one is still a duplicate.
+    #[test]
+    fn an_old_processed_table_gets_the_copy_column_and_keeps_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = store_path(dir.path(), "sales");
+        let old = Connection::open(&path).unwrap();
+        old.execute_batch(
+            "CREATE TABLE processed (event_id TEXT PRIMARY KEY, return_id TEXT,
+                                     outcome TEXT NOT NULL, at_ms INTEGER NOT NULL) WITHOUT ROWID;
+             INSERT INTO processed VALUES ('e-1', NULL, 'dead_lettered', 1);",
+        )
+        .unwrap();
+        drop(old);
+        let mut store = TeamStore::<returns_domain::Sales>::open(dir.path()).unwrap();
+        assert_eq!(apply(&mut store, bad("e-1", 0, None)), (0, 1, 0));
+        assert_eq!(apply(&mut store, bad("e-1", 4, Some("d/0/1"))), (0, 0, 1));
+        assert_eq!(apply(&mut store, good(0, "e-1", 5)), (1, 0, 0));
+        drop(store);
+        // Opening again leaves the column as it is.
+        let store = TeamStore::<returns_domain::Sales>::open(dir.path()).unwrap();
+        assert_eq!(store.processed_count().unwrap(), 1);
     }
 
     /// A relay clears "everything up to the last row it sent": the numbers of cleared rows must
