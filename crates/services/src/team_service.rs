@@ -8,6 +8,7 @@ use returns_eventlog::{
     positions_after, team_group, EventLog, Position, Record, Subscription, RETURN_ORDERS,
 };
 use tokio::sync::Notify;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::faults::{CrashPoint, Faults};
@@ -33,6 +34,59 @@ impl Default for TeamConfig {
     }
 }
 
+/// How a team rides out a transient failure (its store busy or locked, the log unreachable on
+/// subscribe, poll, commit or the relay's append): it waits and tries the same work again, for
+/// as long as the failure lasts, pausing `first_backoff`, then twice as long each time, at most
+/// `max_backoff`. Such a failure never dead-letters a record and never stops the team; only
+/// shutdown ends the waiting. A permanent failure stops the team at once.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    pub first_backoff: Duration,
+    pub max_backoff: Duration,
+    /// How long one store transaction waits for another connection's lock before it counts as
+    /// a failed (busy) try.
+    pub store_busy_timeout: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            first_backoff: Duration::from_millis(20),
+            max_backoff: Duration::from_secs(2),
+            store_busy_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Pauses that double after each failure in a row, up to the policy's longest.
+struct Backoff {
+    next: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    fn new(policy: &RetryPolicy) -> Self {
+        Backoff {
+            next: policy.first_backoff,
+            max: policy.max_backoff,
+        }
+    }
+
+    fn next(&mut self) -> Duration {
+        let pause = self.next;
+        self.next = (self.next * 2).min(self.max);
+        pause
+    }
+}
+
+/// Wait `pause`, or less if `shutdown` comes first; false when it did.
+async fn pause(pause: Duration, shutdown: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(pause) => true,
+        _ = shutdown.cancelled() => false,
+    }
+}
+
 /// One team, subscribed to `returnOrders` as its own consumer group.
 pub struct TeamService<T: Team> {
     log: Arc<dyn EventLog>,
@@ -42,6 +96,7 @@ pub struct TeamService<T: Team> {
     faults: Faults,
     /// Scheduled slowness and errors (`returns compare`); none by default.
     schedule: TeamFaultState,
+    retry: RetryPolicy,
     team: PhantomData<fn() -> T>,
 }
 
@@ -63,6 +118,7 @@ impl<T: Team> TeamService<T> {
             config: TeamConfig::default(),
             faults: Faults::none(),
             schedule: TeamFaultState::none(),
+            retry: RetryPolicy::default(),
             team: PhantomData,
         }
     }
@@ -89,46 +145,96 @@ impl<T: Team> TeamService<T> {
         self
     }
 
-    /// Handle `returnOrders` until `shutdown`; then finish the batch in hand, commit it, empty
-    /// the outbox, and return.
-    pub async fn run(self, shutdown: CancellationToken) -> Result<(), ServiceError> {
-        let dir = self.data_dir.clone();
-        let mut store = tokio::task::spawn_blocking(move || TeamStore::<T>::open(&dir))
-            .await
-            .map_err(|_| ServiceError::Task(T::NAME))??;
-        let wake = Arc::new(Notify::new());
-        let relay_stop = CancellationToken::new();
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    fn spawn_relay(
+        &self,
+        wake: &Arc<Notify>,
+        stop: &CancellationToken,
+    ) -> Result<(JoinHandle<Result<(), ServiceError>>, AbortOnDrop), ServiceError> {
         let relay = Relay {
             log: Arc::clone(&self.log),
             outbox: Outbox::open(T::NAME, store_path(&self.data_dir, T::NAME))?,
-            wake: Arc::clone(&wake),
+            wake: Arc::clone(wake),
             metrics: Arc::clone(&self.metrics),
             faults: self.faults.clone(),
         };
-        let mut relay_task = tokio::spawn(relay.run(relay_stop.clone()));
-        let _abort_relay = AbortOnDrop(relay_task.abort_handle());
+        let task = tokio::spawn(relay.run(stop.clone()));
+        let abort = AbortOnDrop(task.abort_handle());
+        Ok((task, abort))
+    }
 
-        let mut sub = self
-            .log
-            .subscribe(&team_group(T::NAME), &[RETURN_ORDERS])
-            .await?;
+    /// Handle `returnOrders` until `shutdown`; then finish the batch in hand, commit it, empty
+    /// the outbox, and return. Transient failures are waited out (see [`RetryPolicy`]).
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), ServiceError> {
+        let dir = self.data_dir.clone();
+        let busy = self.retry.store_busy_timeout;
+        let mut store = tokio::task::spawn_blocking(move || {
+            let store = TeamStore::<T>::open(&dir)?;
+            store.set_busy_timeout(busy)?;
+            Ok::<_, ServiceError>(store)
+        })
+        .await
+        .map_err(|_| ServiceError::Task(T::NAME))??;
+        let wake = Arc::new(Notify::new());
+        let relay_stop = CancellationToken::new();
+        let (mut relay_task, mut _abort_relay) = self.spawn_relay(&wake, &relay_stop)?;
+
+        let mut backoff = Backoff::new(&self.retry);
+        let mut sub = loop {
+            match self
+                .log
+                .subscribe(&team_group(T::NAME), &[RETURN_ORDERS])
+                .await
+            {
+                Ok(sub) => break Some(sub),
+                Err(e) if e.is_transient() => {
+                    tracing::warn!(team = T::NAME, error = %e, "cannot subscribe yet; retrying");
+                    if !pause(backoff.next(), &shutdown).await {
+                        break None;
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
         tracing::info!(team = T::NAME, "subscribed to {RETURN_ORDERS}");
-        loop {
+        let mut backoff = Backoff::new(&self.retry);
+        while let Some(sub) = sub.as_mut() {
             let records = tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
-                // The relay only ends on its own when it failed: the team stops with its error.
+                // The relay only ends on its own when it failed. A transient failure (its store
+                // busy past the timeout) restarts it: its rows are still in the outbox.
                 relayed = &mut relay_task => {
-                    relayed.map_err(|_| ServiceError::Task(T::NAME))??;
-                    return Err(ServiceError::Task(T::NAME));
+                    let e = match relayed {
+                        Ok(Err(e)) if e.is_transient() => e,
+                        Ok(Err(e)) => return Err(e),
+                        Ok(Ok(())) | Err(_) => return Err(ServiceError::Task(T::NAME)),
+                    };
+                    tracing::warn!(team = T::NAME, error = %e, "relay failed; restarting it");
+                    pause(backoff.next(), &shutdown).await;
+                    (relay_task, _abort_relay) = self.spawn_relay(&wake, &relay_stop)?;
+                    continue;
                 }
-                polled = sub.poll(self.config.batch_max, self.config.poll_timeout) => polled?,
+                polled = sub.poll(self.config.batch_max, self.config.poll_timeout) => match polled {
+                    Ok(records) => records,
+                    Err(e) if e.is_transient() => {
+                        tracing::warn!(team = T::NAME, error = %e, "poll failed; retrying");
+                        pause(backoff.next(), &shutdown).await;
+                        continue;
+                    }
+                    Err(e) => return Err(e.into()),
+                },
             };
+            backoff = Backoff::new(&self.retry);
             if records.is_empty() {
                 continue;
             }
             store = self
-                .handle_batch(store, sub.as_mut(), records, &wake)
+                .handle_batch(store, sub.as_mut(), records, &wake, &shutdown)
                 .await?;
         }
         relay_stop.cancel();
@@ -145,6 +251,7 @@ impl<T: Team> TeamService<T> {
         sub: &mut dyn Subscription,
         records: Vec<Record>,
         wake: &Notify,
+        shutdown: &CancellationToken,
     ) -> Result<TeamStore<T>, ServiceError> {
         let positions = positions_after(&records);
         self.faults.check(CrashPoint::BeforeTransaction)?;
@@ -154,10 +261,12 @@ impl<T: Team> TeamService<T> {
         }
         let faults = self.faults.clone();
         let schedule = self.schedule.clone();
+        let retry = self.retry.clone();
+        let stop = shutdown.clone();
         // Decoding and the store are blocking work: both run off the async workers.
         let (store, report) = tokio::task::spawn_blocking(move || {
             let inputs: Vec<Input> = records.into_iter().map(Input::decode).collect();
-            let report = apply_with_retry(&mut store, &inputs, &faults, &schedule);
+            let report = apply_with_retry(&mut store, &inputs, &faults, &schedule, &retry, &stop);
             (store, report)
         })
         .await
@@ -166,54 +275,243 @@ impl<T: Team> TeamService<T> {
         self.metrics.record_batch(&report, now_us());
         wake.notify_one();
         self.faults.check(CrashPoint::AfterTransaction)?;
-        commit_with_retry(sub, &positions).await?;
+        commit_with_retry(sub, &positions, &self.retry, shutdown).await?;
         self.faults.check(CrashPoint::AfterCommit)?;
         Ok(store)
     }
 }
 
-/// Apply a batch, trying again while the store is busy (another connection holds its lock).
+/// Apply a batch, trying again while the store is busy (another connection holds its lock), for
+/// as long as it is: a busy store is never a reason to dead-letter or to stop. On shutdown the
+/// waiting ends with the busy error; nothing of the batch was applied or committed, so the next
+/// start reads it again.
 fn apply_with_retry<T: Team>(
     store: &mut TeamStore<T>,
     inputs: &[Input],
     faults: &crate::Faults,
     schedule: &TeamFaultState,
+    retry: &RetryPolicy,
+    shutdown: &CancellationToken,
 ) -> Result<BatchReport, ServiceError> {
-    let mut backoff = Duration::from_millis(20);
+    let mut backoff = Backoff::new(retry);
     loop {
         if schedule.fails_now() {
             tracing::warn!(team = T::NAME, "scheduled error; retrying the batch");
-            std::thread::sleep(backoff);
-            backoff = (backoff * 2).min(Duration::from_secs(2));
+            std::thread::sleep(backoff.next());
             continue;
         }
         match store.apply(inputs, faults) {
-            Err(e) if e.is_transient() => {
+            Err(e) if e.is_transient() && !shutdown.is_cancelled() => {
                 tracing::warn!(team = T::NAME, error = %e, "store busy; retrying the batch");
-                std::thread::sleep(backoff);
-                backoff = (backoff * 2).min(Duration::from_secs(2));
+                std::thread::sleep(backoff.next());
             }
             other => return other,
         }
     }
 }
 
-/// Commit positions, trying again a few times while the log is busy.
+/// Commit positions, trying again for as long as the log fails transiently (a broker down or
+/// moving its coordinator). The batch's effects are already durable, so giving up would only
+/// stop the team for nothing: an operator would have to restart it, and it would read the
+/// batch again just to skip it. On shutdown the waiting ends with the error, which is just as
+/// safe: the uncommitted records come back to the next member and are skipped as duplicates.
 async fn commit_with_retry(
     sub: &mut dyn Subscription,
     positions: &[Position],
+    retry: &RetryPolicy,
+    shutdown: &CancellationToken,
 ) -> Result<(), ServiceError> {
-    let mut backoff = Duration::from_millis(20);
+    let mut backoff = Backoff::new(retry);
     let mut attempt = 1;
     loop {
         match sub.commit(positions).await {
-            Err(e) if e.is_transient() && attempt < 10 => {
+            Err(e) if e.is_transient() && !shutdown.is_cancelled() => {
                 tracing::warn!(error = %e, attempt, "commit failed; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(2));
+                if !pause(backoff.next(), shutdown).await {
+                    return Err(e.into());
+                }
                 attempt += 1;
             }
             other => return Ok(other?),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::time::Instant;
+
+    use async_trait::async_trait;
+    use returns_domain::Sales;
+    use returns_eventlog::LogError;
+
+    use super::*;
+
+    fn quick() -> RetryPolicy {
+        RetryPolicy {
+            first_backoff: Duration::from_millis(1),
+            max_backoff: Duration::from_millis(5),
+            store_busy_timeout: Duration::from_millis(10),
+        }
+    }
+
+    /// A subscription whose commits fail with `error` the first `failures` times.
+    struct FailingCommits {
+        failures: u32,
+        attempts: Arc<AtomicU32>,
+        error: fn() -> LogError,
+    }
+
+    #[async_trait]
+    impl Subscription for FailingCommits {
+        async fn poll(&mut self, _: usize, _: Duration) -> Result<Vec<Record>, LogError> {
+            Ok(Vec::new())
+        }
+
+        async fn commit(&mut self, _: &[Position]) -> Result<(), LogError> {
+            let attempt = self.attempts.fetch_add(1, Ordering::SeqCst) + 1;
+            if attempt <= self.failures {
+                return Err((self.error)());
+            }
+            Ok(())
+        }
+    }
+
+    fn broker_down() -> LogError {
+        LogError::Timeout {
+            op: "commit",
+            seconds: 0,
+        }
+    }
+
+    fn fenced() -> LogError {
+        LogError::Fenced {
+            group: "returns.sales".into(),
+            generation: 2,
+        }
+    }
+
+    fn failing(failures: u32, error: fn() -> LogError) -> (FailingCommits, Arc<AtomicU32>) {
+        let attempts = Arc::new(AtomicU32::new(0));
+        let sub = FailingCommits {
+            failures,
+            attempts: Arc::clone(&attempts),
+            error,
+        };
+        (sub, attempts)
+    }
+
+    /// The team used to give up after 10 tries, and stop: a broker away longer than that is
+    /// waited out now.
+    #[tokio::test]
+    async fn a_commit_is_retried_for_as_long_as_the_log_is_unavailable() {
+        let (mut sub, attempts) = failing(25, broker_down);
+        commit_with_retry(&mut sub, &[], &quick(), &CancellationToken::new())
+            .await
+            .unwrap();
+        assert_eq!(attempts.load(Ordering::SeqCst), 26);
+    }
+
+    #[tokio::test]
+    async fn a_permanent_commit_error_is_not_retried() {
+        let (mut sub, attempts) = failing(1, fenced);
+        let err = commit_with_retry(&mut sub, &[], &quick(), &CancellationToken::new())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, ServiceError::Log(LogError::Fenced { .. })),
+            "{err}"
+        );
+        assert_eq!(attempts.load(Ordering::SeqCst), 1);
+    }
+
+    /// Shutdown ends the waiting with the error; the batch is durable and comes back as
+    /// duplicates to the next member.
+    #[tokio::test]
+    async fn shutdown_ends_the_wait_for_a_commit() {
+        let (mut sub, attempts) = failing(u32::MAX, broker_down);
+        let stop = CancellationToken::new();
+        let slow = RetryPolicy {
+            first_backoff: Duration::from_secs(60),
+            ..quick()
+        };
+        let stopper = stop.clone();
+        tokio::spawn(async move { stopper.cancel() });
+        let err = tokio::time::timeout(
+            Duration::from_secs(10),
+            commit_with_retry(&mut sub, &[], &slow, &stop),
+        )
+        .await
+        .expect("shutdown ended the wait")
+        .unwrap_err();
+        assert!(err.is_transient(), "{err}");
+        assert!(attempts.load(Ordering::SeqCst) <= 2);
+    }
+
+    /// A store locked by another connection for longer than the busy timeout: the batch fails
+    /// as busy, is tried again, and applies once the lock is gone.
+    #[test]
+    fn a_batch_waits_for_a_locked_store_then_applies() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = TeamStore::<Sales>::open(dir.path()).unwrap();
+        store.set_busy_timeout(quick().store_busy_timeout).unwrap();
+        let req = returns_domain::Generator::new(1).request(0);
+        let record = returns_eventlog::wire::encode_refund_request(
+            &req,
+            &returns_eventlog::wire::refund_request_envelope(&req),
+        );
+        let input = Input::decode(Record {
+            topic: RETURN_ORDERS.into(),
+            partition: 0,
+            offset: 0,
+            key: Some(record.key),
+            timestamp_ms: 0,
+            headers: record.headers,
+            payload: record.payload,
+        });
+
+        let lock = rusqlite::Connection::open(store.path()).unwrap();
+        lock.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let held = Duration::from_millis(300);
+        let holder = std::thread::spawn(move || {
+            std::thread::sleep(held);
+            lock.execute_batch("COMMIT").unwrap();
+        });
+        let start = Instant::now();
+        let report = apply_with_retry(
+            &mut store,
+            &[input],
+            &Faults::none(),
+            &TeamFaultState::none(),
+            &quick(),
+            &CancellationToken::new(),
+        )
+        .unwrap();
+        assert!(start.elapsed() >= held);
+        assert_eq!((report.decided.len(), report.dead_lettered), (1, 0));
+        holder.join().unwrap();
+    }
+
+    /// On shutdown a store that stays locked ends the wait with the busy error.
+    #[test]
+    fn shutdown_ends_the_wait_for_a_locked_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = TeamStore::<Sales>::open(dir.path()).unwrap();
+        store.set_busy_timeout(quick().store_busy_timeout).unwrap();
+        let lock = rusqlite::Connection::open(store.path()).unwrap();
+        lock.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let stop = CancellationToken::new();
+        stop.cancel();
+        let err = apply_with_retry(
+            &mut store,
+            &[],
+            &Faults::none(),
+            &TeamFaultState::none(),
+            &quick(),
+            &stop,
+        )
+        .unwrap_err();
+        assert!(err.is_transient(), "{err}");
     }
 }
