@@ -145,14 +145,26 @@ pub async fn replay(
             ..ReplayReport::default()
         },
     };
+    // Every topic's end is taken before anything is put back: what the teams dead-letter
+    // again meanwhile is left for the next run.
+    let mut ends = Vec::new();
     for &team in options.teams {
         let topic = team_dead_letters(team);
+        let end = if existing.contains(&topic) {
+            Some(log.end_offsets(&topic).await?)
+        } else {
+            None
+        };
+        ends.push((team, topic, end));
+    }
+    for (team, topic, end) in ends {
         let mut taken = TeamReplay::default();
-        if existing.contains(&topic) && !run.report.interrupted {
+        if let Some(end) = end.filter(|_| !run.report.interrupted) {
             if options.dry_run {
-                run.count_pending(team, &topic, &mut taken).await?;
+                run.count_pending(team, &topic, &end, &mut taken).await?;
             } else {
-                run.put_back(team, &topic, &mut taken, shutdown).await?;
+                run.put_back(team, &topic, &end, &mut taken, shutdown)
+                    .await?;
             }
         }
         run.report.teams.insert(team.to_string(), taken);
@@ -195,9 +207,9 @@ impl Run<'_> {
         &mut self,
         team: TeamName,
         topic: &str,
+        ends: &[u64],
         taken: &mut TeamReplay,
     ) -> Result<(), ServiceError> {
-        let ends = self.log.end_offsets(topic).await?;
         let from = self.log.committed(&replay_group(team), topic).await?;
         for (partition, &end) in ends.iter().enumerate() {
             let mut offset = from.get(partition).copied().unwrap_or(0);
@@ -213,20 +225,20 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// Read the topic as the team's replay group up to its end as it is now; for each page,
-    /// append, then commit.
+    /// Read the topic as the team's replay group up to `ends`; for each page, append, then
+    /// commit.
     async fn put_back(
         &mut self,
         team: TeamName,
         topic: &str,
+        ends: &[u64],
         taken: &mut TeamReplay,
         shutdown: &CancellationToken,
     ) -> Result<(), ServiceError> {
         let group = replay_group(team);
-        let ends = self.log.end_offsets(topic).await?;
         let mut next = self.log.committed(&group, topic).await?;
         next.resize(ends.len(), 0);
-        let reached = |next: &[u64]| next.iter().zip(&ends).all(|(n, e)| n >= e);
+        let reached = |next: &[u64]| next.iter().zip(ends).all(|(n, e)| n >= e);
         if reached(&next) {
             return Ok(());
         }
