@@ -1,10 +1,14 @@
-//! `returns dlq list`: the records teams set aside, with the reason.
+//! `returns dlq list`: the records teams set aside, with the reason. `returns dlq replay`: put
+//! them back in front of the teams after a fix (see `returns_services::dead_letters`).
 
-use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
+use comfy_table::{presets::UTF8_FULL_CONDENSED, CellAlignment, Table};
 use returns_eventlog::{team_group, Record, RETURN_ORDERS};
+use returns_services::dead_letters::{self, ReplayOptions, ReplayReport};
+use returns_services::TeamName;
 use serde::Serialize;
 
 use crate::config::Global;
+use crate::shutdown;
 
 #[derive(clap::Subcommand, Debug)]
 pub enum Command {
@@ -13,6 +17,20 @@ pub enum Command {
         /// Only this team's dead letters.
         #[arg(long)]
         team: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put dead-lettered records back on returnOrders after a fix (a build that reads them
+    /// now): each under its original event id, once. A team that decided the event skips it;
+    /// a team that still cannot read it dead-letters it again with today's reason.
+    Replay {
+        /// Only this team's dead letters (every team still sees the records put back, and
+        /// skips those it has decided).
+        #[arg(long)]
+        team: Option<String>,
+        /// Count what would be put back; move nothing.
+        #[arg(long)]
+        dry_run: bool,
         #[arg(long)]
         json: bool,
     },
@@ -58,9 +76,89 @@ impl DeadLetter {
 }
 
 pub async fn run(global: &Global, command: Command) -> anyhow::Result<()> {
-    let Command::List { team, json } = command;
+    match command {
+        Command::List { team, json } => list(global, team, json).await,
+        Command::Replay {
+            team,
+            dry_run,
+            json,
+        } => replay(global, team, dry_run, json).await,
+    }
+}
+
+async fn replay(
+    global: &Global,
+    team: Option<String>,
+    dry_run: bool,
+    json: bool,
+) -> anyhow::Result<()> {
+    let teams: Vec<TeamName> = match team {
+        Some(t) => vec![t.parse()?],
+        None => TeamName::EVERY.to_vec(),
+    };
+    let log = global.open_log().await?;
+    let options = ReplayOptions {
+        teams: &teams,
+        dry_run,
+        fix: None,
+    };
+    let report = dead_letters::replay(&log, options, &shutdown::on_signal()).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_replay(&report, &log.describe());
+    }
+    Ok(())
+}
+
+fn print_replay(report: &ReplayReport, log: &str) {
+    let mut table = Table::new();
+    table.load_preset(UTF8_FULL_CONDENSED).set_header(vec![
+        "team",
+        if report.dry_run {
+            "to put back"
+        } else {
+            "put back"
+        },
+        "put back before",
+        "by error",
+        "no event id",
+    ]);
+    for (team, t) in &report.teams {
+        let kinds: Vec<String> = t.by_kind.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        table.add_row(vec![
+            team.clone(),
+            t.put_back.to_string(),
+            t.repeats.to_string(),
+            kinds.join(", "),
+            t.unusable.to_string(),
+        ]);
+    }
+    for column in [1, 2, 4] {
+        if let Some(c) = table.column_mut(column) {
+            c.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+    println!("{table}");
+    if report.dry_run {
+        println!(
+            "dry run: {} record(s) would go back on {RETURN_ORDERS} of {log}; nothing moved",
+            report.appended
+        );
+    } else {
+        println!(
+            "{} record(s) put back on {RETURN_ORDERS} of {log}, one per event",
+            report.appended
+        );
+    }
+    if report.interrupted {
+        println!("interrupted: the rest is left for the next run");
+    }
+}
+
+async fn list(global: &Global, team: Option<String>, json: bool) -> anyhow::Result<()> {
     if let Some(t) = &team {
-        t.parse::<returns_services::TeamName>()?;
+        t.parse::<TeamName>()?;
     }
     let log = global.open_log().await?;
     let wanted = team.map(|t| returns_eventlog::dead_letter_topic(RETURN_ORDERS, &team_group(&t)));
