@@ -5,17 +5,26 @@
 //! ([`Team::event_key`], [`Team::evolve`]), writes the result into a fresh store, and compares a
 //! hash of every state row with the live store's.
 //!
-//! The topic is read partition by partition, so events of different returns come in another
+//! The topic's partitions are read as they come, so events of different returns arrive in another
 //! order than the team decided them. That is sound because every team's `evolve` gives the same
 //! state for the same events in any order (a domain test checks it). An event the relay
 //! published twice (it publishes at least once) is folded once: events are deduplicated by id.
+//!
+//! The team may be running while it is replayed. So the replay first takes a snapshot of the
+//! live store in one read transaction: its state rows, the ids of the events it has decided, and
+//! its outbox (decided, not yet on the log). It then folds exactly those events: the ones on the
+//! topic, plus the ones still in the outbox. Events the team published after the snapshot are
+//! counted and left out; an event the store decided that is on neither the topic nor the outbox
+//! is counted as missing (it would be a lost event, and the states would differ).
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use returns_domain::{Accounting, Inventory, Manufacturing, Quality, Sales, Team};
-use returns_eventlog::{team_topic, wire, EventLog};
+use returns_eventlog::record::{corrupt_column, headers_from_json};
+use returns_eventlog::{team_topic, wire, EventLog, Record};
+use rusqlite::{Connection, OpenFlags};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -35,6 +44,12 @@ pub struct ReplayReport {
     pub duplicates: u64,
     /// Records that are not a readable event of this team, each skipped.
     pub unreadable: u64,
+    /// Events folded from the live store's outbox (decided, not yet on the topic).
+    pub from_outbox: u64,
+    /// Events on the topic that the team decided after the snapshot of its store: left out.
+    pub after_snapshot: u64,
+    /// Events the live store decided that are neither on the topic nor in its outbox.
+    pub missing: u64,
     /// State rows (keys) rebuilt.
     pub keys: u64,
     /// SHA-256 over the state rows of the live store and of the rebuilt one.
@@ -43,8 +58,7 @@ pub struct ReplayReport {
     /// Keys whose state differs (only in one store, or a different value); the first few.
     pub differences: Vec<Difference>,
     pub differing_keys: u64,
-    /// Events the live store decided but has not yet appended to the topic (its outbox). A
-    /// replay cannot see them; start the team to publish them.
+    /// Records in the live store's outbox when the snapshot was taken.
     pub live_outbox: u64,
     /// Where the rebuilt store is.
     pub store: PathBuf,
@@ -57,8 +71,9 @@ pub struct ReplayReport {
 }
 
 impl ReplayReport {
+    /// The rebuilt state equals the live one, and every event the store decided was found.
     pub fn matches(&self) -> bool {
-        self.live_hash == self.replay_hash
+        self.live_hash == self.replay_hash && self.missing == 0
     }
 }
 
@@ -105,15 +120,20 @@ pub async fn replay<T: Team>(
         });
     }
     let started = Instant::now();
+    let snapshot = tokio::task::spawn_blocking(move || Snapshot::take(T::NAME, &live_path))
+        .await
+        .map_err(|_| ServiceError::Task(T::NAME))??;
     let topic = team_topic(T::NAME);
-    let mut fold = Fold::<T>::default();
-    log.for_each_record(&topic, &mut |record| fold.add(&record))
+    let mut fold = Fold::<T>::new(snapshot);
+    log.for_each_record(&topic, &mut |record| fold.add(&record, Origin::Topic))
         .await?;
+    for record in std::mem::take(&mut fold.snapshot.outbox) {
+        fold.add(&record, Origin::Outbox);
+    }
     let read = started.elapsed();
 
     let out = out_dir.to_path_buf();
-    let data = data_dir.to_path_buf();
-    tokio::task::spawn_blocking(move || finish(fold, &data, &out, topic, started, read))
+    tokio::task::spawn_blocking(move || finish(fold, &out, topic, started, read))
         .await
         .map_err(|_| ServiceError::Task(T::NAME))?
 }
@@ -134,30 +154,113 @@ pub async fn replay_team(
     }
 }
 
-/// The fold of a topic's events into state, by key.
+/// The live store as one read transaction saw it.
+struct Snapshot {
+    state: Vec<(String, String)>,
+    /// Ids of the events the store decided through the log (not the traditional model's direct
+    /// calls, which publish nothing).
+    decided: HashSet<String>,
+    /// The team-topic records still in the outbox.
+    outbox: Vec<Record>,
+    outbox_len: u64,
+}
+
+impl Snapshot {
+    fn take(team: &'static str, path: &Path) -> Result<Snapshot, ServiceError> {
+        let err = |source| ServiceError::Store {
+            team,
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut conn =
+            Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(err)?;
+        conn.busy_timeout(Duration::from_secs(10)).map_err(err)?;
+        let tx = conn.transaction().map_err(err)?;
+        let state = tx
+            .prepare("SELECT key, value FROM state ORDER BY key")
+            .and_then(|mut q| {
+                q.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(err)?;
+        let decided = tx
+            .prepare("SELECT event_id FROM effects WHERE caused_by NOT LIKE 'direct:%'")
+            .and_then(|mut q| {
+                q.query_map([], |r| r.get::<_, String>(0))?
+                    .collect::<Result<HashSet<_>, _>>()
+            })
+            .map_err(err)?;
+        let topic = team_topic(team);
+        let mut outbox_len = 0;
+        let mut outbox = Vec::new();
+        {
+            let mut q = tx
+                .prepare("SELECT topic, key, headers, payload FROM outbox ORDER BY seq")
+                .map_err(err)?;
+            let mut rows = q.query([]).map_err(err)?;
+            while let Some(row) = rows.next().map_err(err)? {
+                outbox_len += 1;
+                let row_topic: String = row.get(0).map_err(err)?;
+                if row_topic != topic {
+                    continue; // a dead letter
+                }
+                let headers: String = row.get(2).map_err(err)?;
+                outbox.push(Record {
+                    topic: row_topic,
+                    partition: 0,
+                    offset: 0,
+                    key: Some(row.get(1).map_err(err)?),
+                    timestamp_ms: 0,
+                    headers: headers_from_json(&headers).map_err(|e| err(corrupt_column(2, e)))?,
+                    payload: row.get(3).map_err(err)?,
+                });
+            }
+        }
+        Ok(Snapshot {
+            state,
+            decided,
+            outbox,
+            outbox_len,
+        })
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    Topic,
+    Outbox,
+}
+
+/// The fold of a team's events into state, by key.
 struct Fold<T: Team> {
+    snapshot: Snapshot,
     states: BTreeMap<String, T::State>,
     seen: HashSet<String>,
     records: u64,
     duplicates: u64,
     unreadable: u64,
+    from_outbox: u64,
+    after_snapshot: u64,
 }
 
-impl<T: Team> Default for Fold<T> {
-    fn default() -> Self {
+impl<T: Team> Fold<T> {
+    fn new(snapshot: Snapshot) -> Self {
         Fold {
+            snapshot,
             states: BTreeMap::new(),
             seen: HashSet::new(),
             records: 0,
             duplicates: 0,
             unreadable: 0,
+            from_outbox: 0,
+            after_snapshot: 0,
         }
     }
-}
 
-impl<T: Team> Fold<T> {
-    fn add(&mut self, record: &returns_eventlog::Record) {
-        self.records += 1;
+    fn add(&mut self, record: &Record, origin: Origin) {
+        if origin == Origin::Topic {
+            self.records += 1;
+        }
         let (envelope, event) = match wire::decode_team_event::<T>(record) {
             Ok(decoded) => decoded,
             Err(error) => {
@@ -167,9 +270,18 @@ impl<T: Team> Fold<T> {
                 return;
             }
         };
-        if !self.seen.insert(envelope.id) {
-            self.duplicates += 1;
+        if !self.snapshot.decided.contains(&envelope.id) {
+            self.after_snapshot += 1;
             return;
+        }
+        if !self.seen.insert(envelope.id) {
+            if origin == Origin::Topic {
+                self.duplicates += 1;
+            }
+            return;
+        }
+        if origin == Origin::Outbox {
+            self.from_outbox += 1;
         }
         let key = T::event_key(&event);
         let state = self
@@ -182,7 +294,6 @@ impl<T: Team> Fold<T> {
 
 fn finish<T: Team>(
     fold: Fold<T>,
-    data_dir: &Path,
     out_dir: &Path,
     topic: String,
     started: Instant,
@@ -213,10 +324,8 @@ fn finish<T: Team>(
     fresh.write_state(&rebuilt)?;
     let total = started.elapsed();
 
-    let live = TeamStore::<T>::open(data_dir)?;
-    let live_rows = live.state_rows()?;
-    let live_outbox = live.outbox_len()?;
-    let (differing_keys, differences) = compare(&live_rows, &rebuilt);
+    let live_rows = &fold.snapshot.state;
+    let (differing_keys, differences) = compare(live_rows, &rebuilt);
     let events = fold.seen.len() as u64;
     Ok(ReplayReport {
         team: T::NAME.to_string(),
@@ -225,12 +334,15 @@ fn finish<T: Team>(
         events,
         duplicates: fold.duplicates,
         unreadable: fold.unreadable,
+        from_outbox: fold.from_outbox,
+        after_snapshot: fold.after_snapshot,
+        missing: fold.snapshot.decided.len() as u64 - events,
         keys: rebuilt.len() as u64,
         live_hash: state_hash(live_rows.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
         replay_hash: state_hash(rebuilt.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
         differences,
         differing_keys,
-        live_outbox,
+        live_outbox: fold.snapshot.outbox_len,
         store: fresh.path().to_path_buf(),
         read_ms: read.as_millis() as u64,
         total_ms: total.as_millis() as u64,
@@ -282,7 +394,77 @@ fn compare(live: &[(String, String)], replay: &[(String, String)]) -> (u64, Vec<
 
 #[cfg(test)]
 mod tests {
+    use returns_domain::{Generator, Sales};
+    use returns_eventlog::envelope::Envelope;
+
     use super::*;
+
+    /// Sales' decisions on `n` generated requests, as records of its topic, and the state.
+    fn decided(n: u64) -> (Vec<Record>, BTreeMap<String, <Sales as Team>::State>) {
+        let mut states = BTreeMap::new();
+        let mut records = Vec::new();
+        for (i, req) in Generator::new(3).requests(0..n).enumerate() {
+            let key = Sales::key(&req);
+            let state = states
+                .entry(key.to_string())
+                .or_insert_with(|| Sales::initial(&key));
+            let event = Sales::decide(state, &req);
+            Sales::evolve(state, &event);
+            let envelope = Envelope::new(wire::team_event_type::<Sales>(&event), "/returns/sales");
+            records.push(Record {
+                topic: team_topic("sales"),
+                partition: 0,
+                offset: i as u64,
+                key: Some(req.return_id.to_string()),
+                timestamp_ms: 0,
+                headers: envelope.to_headers(),
+                payload: wire::encode_team_event::<Sales>(&event),
+            });
+        }
+        (records, states)
+    }
+
+    #[test]
+    fn the_fold_takes_the_snapshot_s_events_once_from_the_topic_or_the_outbox() {
+        let (records, states) = decided(50);
+        let id = |r: &Record| {
+            r.header(returns_eventlog::envelope::ID)
+                .unwrap()
+                .to_string()
+        };
+        // The store decided the first 45; the last 5 of those are still in its outbox, and the
+        // relay published 2 of them meanwhile. Events 45..50 came after the snapshot.
+        let snapshot = Snapshot {
+            state: vec![],
+            decided: records[..45].iter().map(id).collect(),
+            outbox: records[40..45].to_vec(),
+            outbox_len: 5,
+        };
+        let mut fold = Fold::<Sales>::new(snapshot);
+        for r in &records[..42] {
+            fold.add(r, Origin::Topic);
+        }
+        fold.add(&records[3], Origin::Topic); // published twice
+        let mut garbage = records[4].clone();
+        garbage.payload = b"not json".to_vec();
+        fold.add(&garbage, Origin::Topic);
+        for r in &records[45..] {
+            fold.add(r, Origin::Topic);
+        }
+        for r in std::mem::take(&mut fold.snapshot.outbox) {
+            fold.add(&r, Origin::Outbox);
+        }
+        assert_eq!(fold.seen.len(), 45);
+        assert_eq!(fold.duplicates, 1);
+        assert_eq!(fold.unreadable, 1);
+        assert_eq!(fold.from_outbox, 3);
+        assert_eq!(fold.after_snapshot, 5);
+
+        // What was folded is the state after the first 45 decisions.
+        let (_, first_45) = decided(45);
+        assert_eq!(fold.states, first_45);
+        assert_ne!(fold.states, states);
+    }
 
     fn rows(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs

@@ -103,11 +103,17 @@ fn print_table(reports: &[ReplayReport]) {
                 r.team, r.records, r.duplicates, r.unreadable
             );
         }
-        if r.live_outbox > 0 {
+        if r.from_outbox > 0 || r.after_snapshot > 0 {
             println!(
-                "{}: {} events are still in the live store's outbox, not yet on the log; \
-                 start the team (`returns run {}`) to publish them",
-                r.team, r.live_outbox, r.team
+                "{}: the team was working: {} events folded from its outbox (not yet on the \
+                 log), {} newer events on the log left out (decided after the snapshot)",
+                r.team, r.from_outbox, r.after_snapshot
+            );
+        }
+        if r.missing > 0 {
+            println!(
+                "{}: {} events the store decided are neither on the log nor in its outbox",
+                r.team, r.missing
             );
         }
         if !r.matches() {
