@@ -9,15 +9,17 @@
 //! A timeline reads every such topic whole (the log has no index by key), which is fine for
 //! demo-sized logs: about a second per 100,000 records on the embedded log.
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 
 use returns_eventlog::envelope::Envelope;
-use returns_eventlog::wire::{self, REFUND_REQUEST_DEFAULT_TYPE};
+use returns_eventlog::wire::REFUND_REQUEST_DEFAULT_TYPE;
 use returns_eventlog::{team_topic, EventLog, Record, RETURN_ORDERS};
 use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
+use crate::projection::{decode_returns_event, ReturnsEvent};
 use crate::ServiceError;
 
 /// Who wrote a topic, for a reader: `user-support`, a team's name, or `dead-letters`.
@@ -79,7 +81,7 @@ impl AuditEntry {
         AuditEntry {
             time: envelope.time.format(&Rfc3339).unwrap_or_default(),
             team,
-            outcome: outcome(record, &data),
+            outcome: outcome(record, &envelope.event_type),
             event_type: envelope.event_type,
             event_id: envelope.id,
             correlation_id: envelope.correlation_id,
@@ -93,27 +95,23 @@ impl AuditEntry {
     }
 }
 
-fn outcome(record: &Record, data: &serde_json::Value) -> String {
+fn outcome(record: &Record, event_type: &str) -> String {
     if let Some(kind) = record.header("dlt_error_kind") {
         return format!("dead-lettered: {kind}");
     }
-    if record.topic == RETURN_ORDERS {
-        return match wire::decode_refund_request(record).1 {
-            Ok(r) => format!(
-                "requested: order {}, {} {}, defect {}",
-                r.order_id, r.model, r.serial, r.reason.defect
-            ),
-            Err(e) => format!("unreadable: {e}"),
-        };
-    }
-    let kind = data.get("type").and_then(|t| t.as_str()).unwrap_or("?");
-    match data
-        .get("reason")
-        .and_then(|r| r.get("code"))
-        .and_then(|c| c.as_str())
-    {
-        Some(code) => format!("{kind} (rejected: {code})"),
-        None => kind.to_string(),
+    match decode_returns_event(record) {
+        Ok(ReturnsEvent::Requested { request: r, .. }) => format!(
+            "requested: order {}, {} {}, defect {}",
+            r.order_id, r.model, r.serial, r.reason.defect
+        ),
+        Ok(ReturnsEvent::Decided { decision, .. }) => {
+            let kind = decision.event_type();
+            match decision.outcome().rejection {
+                Some(reason) => format!("{kind} (rejected: {reason})"),
+                None => kind.to_string(),
+            }
+        }
+        Err(skip) => format!("{event_type}, not readable by this build: {}", skip.reason),
     }
 }
 
@@ -153,43 +151,46 @@ pub async fn timeline(
     Ok(entries)
 }
 
-/// Sort so that every event comes after the event that caused it (when the trail holds it),
-/// and otherwise by time, then by place in the log.
-fn causal_order(entries: &mut [AuditEntry]) {
+/// Order a trail so that every event comes after the event that caused it (when the trail
+/// holds it), and otherwise by time, then by place in the log: a topological sort that always
+/// takes the earliest event whose cause is already placed.
+fn causal_order(entries: &mut Vec<AuditEntry>) {
     let index: HashMap<&str, usize> = entries
         .iter()
         .enumerate()
         .map(|(i, e)| (e.event_id.as_str(), i))
         .collect();
-    let depth = |mut i: usize| {
-        let mut d = 0u32;
-        while let Some(&cause) = entries[i]
-            .causation_id
-            .as_deref()
-            .and_then(|c| index.get(c))
-        {
-            d += 1;
-            i = cause;
-            if d as usize > entries.len() {
-                break; // a causation cycle: only hand-made records can have one
-            }
-        }
-        d
+    let mut children: Vec<Vec<usize>> = vec![Vec::new(); entries.len()];
+    let mut ready = BinaryHeap::new();
+    let rank = |i: usize| {
+        let e = &entries[i];
+        Reverse((e.time_ns, e.topic.clone(), e.partition, e.offset, i))
     };
-    let depths: Vec<u32> = (0..entries.len()).map(depth).collect();
-    let mut order: Vec<usize> = (0..entries.len()).collect();
-    order.sort_by(|&a, &b| {
-        let (x, y) = (&entries[a], &entries[b]);
-        (depths[a], x.time_ns, &x.topic, x.partition, x.offset).cmp(&(
-            depths[b],
-            y.time_ns,
-            &y.topic,
-            y.partition,
-            y.offset,
-        ))
-    });
-    let sorted: Vec<AuditEntry> = order.iter().map(|&i| entries[i].clone()).collect();
-    entries.clone_from_slice(&sorted);
+    for (i, e) in entries.iter().enumerate() {
+        match e.causation_id.as_deref().and_then(|c| index.get(c)) {
+            Some(&cause) if cause != i => children[cause].push(i),
+            _ => ready.push(rank(i)),
+        }
+    }
+    let mut order = Vec::with_capacity(entries.len());
+    let mut placed = vec![false; entries.len()];
+    while let Some(Reverse((.., i))) = ready.pop() {
+        placed[i] = true;
+        order.push(i);
+        for &child in &children[i] {
+            ready.push(rank(child));
+        }
+    }
+    // Only hand-made records can form a causation cycle; they go last, by time.
+    let mut rest: Vec<usize> = (0..entries.len()).filter(|&i| !placed[i]).collect();
+    rest.sort_by_key(|&i| rank(i).0);
+    order.extend(rest);
+    let mut taken: Vec<Option<AuditEntry>> =
+        std::mem::take(entries).into_iter().map(Some).collect();
+    *entries = order
+        .into_iter()
+        .map(|i| taken[i].take().expect("each index once"))
+        .collect();
 }
 
 /// One team's own log, oldest first, from `since` on. `None` when the team has no topic yet.
@@ -251,6 +252,21 @@ mod tests {
         causal_order(&mut entries);
         let ids: Vec<_> = entries.iter().map(|e| e.event_id.as_str()).collect();
         assert_eq!(ids, ["stray", "req", "inv-1", "sales-1"]);
+    }
+
+    #[test]
+    fn a_second_request_and_its_decisions_come_in_their_own_time() {
+        // A return published twice: each decision follows its own request, in time order,
+        // rather than both requests first.
+        let mut entries = vec![
+            entry("d2", Some("req2"), 6, "returns.sales.events"),
+            entry("req2", None, 5, RETURN_ORDERS),
+            entry("d1", Some("req1"), 3, "returns.sales.events"),
+            entry("req1", None, 1, RETURN_ORDERS),
+        ];
+        causal_order(&mut entries);
+        let ids: Vec<_> = entries.iter().map(|e| e.event_id.as_str()).collect();
+        assert_eq!(ids, ["req1", "d1", "req2", "d2"]);
     }
 
     #[test]

@@ -45,6 +45,18 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
             );
         };
         let total = entries.len();
+        if total == 0 && !args.json {
+            println!(
+                "team `{team}` has no events on {}{}",
+                log.describe(),
+                if args.since.is_some() {
+                    " in that time"
+                } else {
+                    " yet"
+                }
+            );
+            return Ok(());
+        }
         let shown = if args.limit == 0 {
             &entries[..]
         } else {
@@ -117,14 +129,17 @@ fn parse_since(text: &str) -> anyhow::Result<OffsetDateTime> {
         .and_then(|n| n.parse().ok())
         .filter(|n| *n >= 0)
         .with_context(hint)?;
-    let span = match unit {
-        Some("s") => Duration::seconds(n),
-        Some("m") => Duration::minutes(n),
-        Some("h") => Duration::hours(n),
-        Some("d") => Duration::days(n),
+    let seconds_per = match unit {
+        Some("s") => 1,
+        Some("m") => 60,
+        Some("h") => 3_600,
+        Some("d") => 86_400,
         _ => bail!(hint()),
     };
-    Ok(OffsetDateTime::now_utc() - span)
+    n.checked_mul(seconds_per)
+        .map(Duration::seconds)
+        .and_then(|span| OffsetDateTime::now_utc().checked_sub(span))
+        .with_context(|| format!("--since `{text}`: too far back"))
 }
 
 #[cfg(test)]
@@ -140,6 +155,10 @@ mod tests {
         for bad in ["", "h", "-2h", "2w", "yesterday", "2026-03-01"] {
             let err = parse_since(bad).unwrap_err().to_string();
             assert!(err.contains("expected RFC 3339"), "{bad}: {err}");
+        }
+        for huge in ["9999999d", "9999999999999999d", "9223372036854775807s"] {
+            let err = parse_since(huge).unwrap_err().to_string();
+            assert!(err.contains("too far back"), "{huge}: {err}");
         }
     }
 }

@@ -406,7 +406,7 @@ impl Shared {
             }
             Ok(())
         })();
-        let _ = reader.unassign();
+        unassign_and_drain(&reader);
         result
     }
 
@@ -477,7 +477,7 @@ impl Shared {
             }
             Ok(())
         })();
-        let _ = reader.unassign();
+        unassign_and_drain(&reader);
         result
     }
 
@@ -544,6 +544,18 @@ pub fn kafka_headers(headers: &[(String, String)]) -> OwnedHeaders {
 }
 
 /// A consumed message as a [`Record`], with its topic named as we know it (`topic`).
+/// Take the reader off its partitions and drop whatever it still had queued (records, and
+/// end-of-partition events that name only a partition number), so none of it reaches the next
+/// read. Bounded: a queue holds at most what was fetched.
+fn unassign_and_drain(reader: &BaseConsumer<ReaderContext>) {
+    let _ = reader.unassign();
+    for _ in 0..100_000 {
+        if reader.poll(Duration::ZERO).is_none() {
+            break;
+        }
+    }
+}
+
 /// The group-less reader's context: reaching the end of a partition is how a read ends, not an
 /// error. librdkafka sometimes reports it as a client-wide error event (for a partition of an
 /// earlier read), which the default context would log as an error.

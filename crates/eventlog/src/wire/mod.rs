@@ -78,6 +78,27 @@ pub fn decode_refund_request(record: &Record) -> (Envelope, Result<RefundRequest
     (envelope, result)
 }
 
+/// Read a refund request written as plain JSON, without a type (a line of a file): v2 when it
+/// has a `reason`, v1 when it has a bare `defect`, validated.
+pub fn decode_untyped_refund_request(payload: &[u8]) -> Result<RefundRequest, WireError> {
+    let object: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(payload)
+        .map_err(|e| WireError::Malformed {
+            event_type: REFUND_REQUEST.to_string(),
+            reason: format!("not a JSON object: {e}"),
+        })?;
+    let event_type = if object.contains_key("reason") {
+        REFUND_REQUEST_TYPE
+    } else if object.contains_key("defect") {
+        REFUND_REQUEST_DEFAULT_TYPE
+    } else {
+        return Err(WireError::Malformed {
+            event_type: REFUND_REQUEST.to_string(),
+            reason: "neither version 2 (with a `reason`) nor version 1 (with a `defect`)".into(),
+        });
+    };
+    decode_refund_request_payload(event_type, payload)
+}
+
 /// Read a refund request's payload of a known type, e.g. `returns.RefundRequest.v1` (a line of
 /// a file, an HTTP body), validated.
 pub fn decode_refund_request_payload(
