@@ -17,6 +17,7 @@ pub mod audit;
 pub mod dead_letters;
 mod error;
 pub mod faults;
+pub mod intake;
 pub mod metrics;
 pub mod projection;
 mod publisher;
@@ -30,6 +31,7 @@ mod teams;
 
 pub use error::ServiceError;
 pub use faults::{CrashPoint, Faults};
+pub use intake::{open_log_when_reachable, Acceptance, IntakeStore};
 pub use metrics::TeamMetrics;
 pub use projection::{Projection, ProjectionRunner, ViewStore};
 pub use publisher::Publisher;

@@ -1,0 +1,310 @@
+//! User Support's intake: a return is **accepted** into User Support's own store before anything
+//! is published, so an accepted return is never lost, whatever the log is doing.
+//!
+//! The store is `<data>/user-support.db` (not the status view's `user-support-status.db`):
+//!
+//! | table | holds |
+//! |---|---|
+//! | `accepted` | one row per return ever accepted: its id (unique), the id of the event announcing it, when |
+//! | `outbox` | the `returnOrders` records not yet appended to the log, in order |
+//!
+//! [`IntakeStore::accept`] writes both in **one transaction**: a return is accepted with the
+//! record that announces it, or not at all. The record is encoded once, there, with its event id
+//! (a UUID v7 made inside the transaction), so the [`Relay`] that moves the outbox to the log
+//! (the teams' relay, unchanged) republishes exactly that record after a failed or interrupted
+//! append, and the teams drop the repeat by id. The same return accepted again is recognised by
+//! its id and answered as a duplicate: nothing is written and nothing is published twice.
+//!
+//! The store is opened with the teams' store connection (the same SQLite settings and the same
+//! `outbox` table, which is what lets the relay serve both); its team tables stay empty.
+//!
+//! The log may be unreachable when returns are accepted: [`open_log_when_reachable`] opens it
+//! as soon as it answers, retrying with backoff until then.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use returns_domain::RefundRequest;
+use returns_eventlog::record::headers_to_json;
+use returns_eventlog::{wire, EventLog, LogError, RETURN_ORDERS};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::relay::{Outbox, Relay};
+use crate::store::{connect, store_error};
+use crate::{Faults, ServiceError, TeamMetrics};
+
+/// User Support's name, as its store, metrics and errors name it.
+pub const USER_SUPPORT: &str = "user-support";
+
+/// The file of User Support's intake store in the data directory.
+pub fn intake_path(dir: &Path) -> PathBuf {
+    dir.join(format!("{USER_SUPPORT}.db"))
+}
+
+/// What the intake answered for one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Acceptance {
+    pub return_id: String,
+    /// The id of the `RefundRequest` event announcing the return: for a duplicate, the id given
+    /// when the return was first accepted.
+    pub event_id: String,
+    /// The return had been accepted before; nothing new was written.
+    pub duplicate: bool,
+}
+
+/// User Support's own store: the returns it accepted and its outbox.
+pub struct IntakeStore {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl IntakeStore {
+    /// Open (creating if needed) `<dir>/user-support.db`.
+    pub fn open(dir: &Path) -> Result<Self, ServiceError> {
+        let path = intake_path(dir);
+        let conn = connect(USER_SUPPORT, &path)?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS accepted (
+                 return_id      TEXT PRIMARY KEY,
+                 event_id       TEXT NOT NULL,
+                 accepted_at_ms INTEGER NOT NULL
+             ) WITHOUT ROWID;",
+        )
+        .map_err(store_error(USER_SUPPORT, &path))?;
+        Ok(IntakeStore { conn, path })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn err(&self) -> impl Fn(rusqlite::Error) -> ServiceError + Copy + '_ {
+        store_error(USER_SUPPORT, &self.path)
+    }
+
+    /// Accept the requests: each new return with its outgoing `returnOrders` record, all in one
+    /// transaction. A return accepted before (or twice in `requests`) is a duplicate. When this
+    /// returns `Ok`, every new return is durable and will reach the log.
+    pub fn accept(&mut self, requests: &[RefundRequest]) -> Result<Vec<Acceptance>, ServiceError> {
+        let err = store_error(USER_SUPPORT, &self.path);
+        let now_ms = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(err)?;
+        let mut answers = Vec::with_capacity(requests.len());
+        {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO accepted (return_id, event_id, accepted_at_ms)
+                     VALUES (?1, ?2, ?3)",
+                )
+                .map_err(err)?;
+            let mut earlier = tx
+                .prepare_cached("SELECT event_id FROM accepted WHERE return_id = ?1")
+                .map_err(err)?;
+            let mut outbox = tx
+                .prepare_cached(
+                    "INSERT INTO outbox (topic, key, headers, payload) VALUES (?1, ?2, ?3, ?4)",
+                )
+                .map_err(err)?;
+            for request in requests {
+                let return_id = request.return_id.to_string();
+                // The event id is made here, inside the transaction, and stored with the record:
+                // every append of this record carries it.
+                let envelope = wire::refund_request_envelope(request);
+                let new = insert
+                    .execute(params![return_id, envelope.id, now_ms as i64])
+                    .map_err(err)?
+                    == 1;
+                if new {
+                    let record = wire::encode_refund_request(request, &envelope);
+                    outbox
+                        .execute(params![
+                            RETURN_ORDERS,
+                            record.key,
+                            headers_to_json(&record.headers),
+                            record.payload
+                        ])
+                        .map_err(err)?;
+                    answers.push(Acceptance {
+                        return_id,
+                        event_id: envelope.id,
+                        duplicate: false,
+                    });
+                } else {
+                    let event_id = earlier.query_row([&return_id], |r| r.get(0)).map_err(err)?;
+                    answers.push(Acceptance {
+                        return_id,
+                        event_id,
+                        duplicate: true,
+                    });
+                }
+            }
+        }
+        tx.commit().map_err(err)?;
+        Ok(answers)
+    }
+
+    /// The event id a return was accepted under, if it was.
+    pub fn accepted(&self, return_id: &str) -> Result<Option<String>, ServiceError> {
+        self.conn
+            .prepare_cached("SELECT event_id FROM accepted WHERE return_id = ?1")
+            .and_then(|mut s| s.query_row([return_id], |r| r.get(0)).optional())
+            .map_err(self.err())
+    }
+
+    /// How many returns were ever accepted.
+    pub fn accepted_count(&self) -> Result<u64, ServiceError> {
+        self.count("SELECT COUNT(*) FROM accepted")
+    }
+
+    /// How many accepted returns wait in the outbox for the log.
+    pub fn waiting(&self) -> Result<u64, ServiceError> {
+        self.count("SELECT COUNT(*) FROM outbox")
+    }
+
+    fn count(&self, sql: &str) -> Result<u64, ServiceError> {
+        self.conn
+            .query_row(sql, [], |r| r.get::<_, i64>(0))
+            .map(|n| n as u64)
+            .map_err(self.err())
+    }
+
+    /// The relay that moves this store's outbox to `log` (on its own connection). `wake` it
+    /// after an accept to publish at once; `metrics.snapshot().relayed` counts what it
+    /// appended. Run it with [`Relay::run`]: it retries a failed append with backoff until the
+    /// log takes it, and on cancel it empties the outbox first (or returns the append's error,
+    /// leaving the rest in the outbox for the next start).
+    pub fn relay(
+        &self,
+        log: Arc<dyn EventLog>,
+        wake: Arc<Notify>,
+        metrics: Arc<TeamMetrics>,
+    ) -> Result<Relay, ServiceError> {
+        Ok(Relay {
+            log,
+            outbox: Outbox::open(USER_SUPPORT, self.path.clone())?,
+            wake,
+            metrics,
+            faults: Faults::none(),
+        })
+    }
+}
+
+/// Open the log `url` names, retrying with backoff (up to 5 s between tries) while it cannot be
+/// opened: a Kafka broker that does not answer, an SQLite file that cannot be opened yet.
+/// `on_failure` hears about each failed try. `Ok(None)` if `shutdown` came first; `Err` only for
+/// a URL that is not valid, which no retry mends.
+pub async fn open_log_when_reachable(
+    url: &str,
+    shutdown: &CancellationToken,
+    mut on_failure: impl FnMut(&LogError),
+) -> Result<Option<Arc<dyn EventLog>>, LogError> {
+    returns_eventlog::LogUrl::parse(url)?;
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        tokio::select! {
+            opened = returns_eventlog::open(url) => match opened {
+                Ok(log) => return Ok(Some(log)),
+                Err(e @ LogError::InvalidUrl { .. }) => return Err(e),
+                Err(e) => on_failure(&e),
+            },
+            _ = shutdown.cancelled() => return Ok(None),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = shutdown.cancelled() => return Ok(None),
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use returns_domain::Generator;
+
+    use super::*;
+
+    #[test]
+    fn a_return_accepted_twice_is_a_duplicate_with_its_first_event_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = IntakeStore::open(dir.path()).unwrap();
+        let requests: Vec<_> = Generator::new(1).requests(0..3).collect();
+        let first = store.accept(&requests).unwrap();
+        assert!(first.iter().all(|a| !a.duplicate));
+        // Again, plus one new, plus the new one twice in the same call.
+        let mut again = requests.clone();
+        let new = Generator::new(1).request(3);
+        again.push(new.clone());
+        again.push(new);
+        let second = store.accept(&again).unwrap();
+        let duplicates: Vec<bool> = second.iter().map(|a| a.duplicate).collect();
+        assert_eq!(duplicates, [true, true, true, false, true]);
+        assert_eq!(
+            second[..3],
+            first
+                .iter()
+                .map(|a| Acceptance {
+                    duplicate: true,
+                    ..a.clone()
+                })
+                .collect::<Vec<_>>()[..]
+        );
+        assert_eq!(second[4].event_id, second[3].event_id);
+        assert_eq!(store.accepted_count().unwrap(), 4);
+        assert_eq!(
+            store.waiting().unwrap(),
+            4,
+            "one record per return, never two"
+        );
+        assert_eq!(
+            store.accepted(&requests[0].return_id.to_string()).unwrap(),
+            Some(first[0].event_id.clone())
+        );
+        assert_eq!(store.accepted("no-such-return").unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn an_invalid_url_is_not_retried() {
+        let stop = CancellationToken::new();
+        let e = open_log_when_reachable("postgres://x", &stop, |_| panic!("no retry"))
+            .await
+            .err()
+            .expect("an invalid URL fails at once");
+        assert!(matches!(e, LogError::InvalidUrl { .. }), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_log_that_cannot_be_opened_is_retried_until_shutdown() {
+        let dir = tempfile::tempdir().unwrap();
+        // The log's directory is a file: it cannot be opened until the file goes.
+        let blocked = dir.path().join("blocked");
+        std::fs::write(&blocked, "not a directory").unwrap();
+        let url = format!("sqlite://{}", blocked.join("log.db").display());
+        let stop = CancellationToken::new();
+        let mut failures = 0;
+        let opened = open_log_when_reachable(&url, &stop, |_| {
+            failures += 1;
+            if failures == 2 {
+                std::fs::remove_file(&blocked).unwrap();
+            }
+        })
+        .await
+        .unwrap();
+        assert!(opened.is_some());
+        assert_eq!(failures, 2);
+
+        let stop = CancellationToken::new();
+        let blocked = dir.path().join("blocked-for-good");
+        std::fs::write(&blocked, "not a directory").unwrap();
+        let url = format!("sqlite://{}", blocked.join("log.db").display());
+        let opened = open_log_when_reachable(&url, &stop, |_| stop.cancel())
+            .await
+            .unwrap();
+        assert!(opened.is_none(), "shutdown ends the retries");
+    }
+}
