@@ -1,8 +1,8 @@
 //! Every way a team endpoint answers "no", as one JSON shape:
 //! `{"error": {"kind": "...", "field": "...or null", "message": "..."}}`.
 
-use axum::extract::rejection::{BytesRejection, FailedToBufferBody, JsonRejection};
-use axum::http::StatusCode;
+use axum::extract::rejection::{BytesRejection, FailedToBufferBody};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use returns_eventlog::wire::WireError;
@@ -30,8 +30,9 @@ pub enum HttpError {
     /// The call failed on purpose (an injected error rate).
     #[error("the {0} team failed to answer (injected error)")]
     InjectedError(&'static str),
-    /// The team's store could not read or write: nothing is known about the decision.
-    #[error(transparent)]
+    /// The store could not read or write: nothing is known about the decision. The answer says
+    /// only which store; the cause (which names the file) goes to the server's log.
+    #[error("{}", store_message(.0))]
     Store(#[from] ServiceError),
     /// The store holds an event for the return that is not JSON.
     #[error("the {team} store holds an unreadable event for return {return_id}: {reason}")]
@@ -44,6 +45,21 @@ pub enum HttpError {
     NotFound(String),
     #[error("method {0} is not allowed here (use POST)")]
     MethodNotAllowed(String),
+    /// A write without the server's token (see [`crate::auth`]). The token presented is never
+    /// repeated.
+    #[error("this server takes writes only with `Authorization: Bearer <token>` naming its token")]
+    Unauthorized,
+}
+
+fn store_message(e: &ServiceError) -> String {
+    match e {
+        ServiceError::Store { team, .. }
+        | ServiceError::NoStore { team, .. }
+        | ServiceError::Task(team) => {
+            format!("the {team} store could not read or write; the cause is in the server's log")
+        }
+        _ => "the store could not read or write; the cause is in the server's log".to_string(),
+    }
 }
 
 impl HttpError {
@@ -59,6 +75,7 @@ impl HttpError {
             HttpError::Store(_) | HttpError::CorruptEvent { .. } => "store_failed",
             HttpError::NotFound(_) => "not_found",
             HttpError::MethodNotAllowed(_) => "method_not_allowed",
+            HttpError::Unauthorized => "unauthorized",
         }
     }
 
@@ -74,6 +91,7 @@ impl HttpError {
             }
             HttpError::NotFound(_) => StatusCode::NOT_FOUND,
             HttpError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            HttpError::Unauthorized => StatusCode::UNAUTHORIZED,
         }
     }
 
@@ -113,21 +131,29 @@ pub struct ErrorDetail {
 
 impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
-        if matches!(self, HttpError::Store(_) | HttpError::CorruptEvent { .. }) {
-            tracing::error!(error = %self, "a team endpoint's store failed");
+        match &self {
+            HttpError::Store(cause) => tracing::error!(error = %cause, "a store failed"),
+            HttpError::CorruptEvent { .. } => tracing::error!(error = %self, "a store failed"),
+            _ => {}
         }
-        (self.status(), Json(self.body())).into_response()
+        let mut response = (self.status(), Json(self.body())).into_response();
+        if matches!(self, HttpError::Unauthorized) {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+        }
+        response
     }
 }
 
-/// axum's own rejections, in our shape instead of its plain-text bodies.
-impl From<JsonRejection> for HttpError {
-    fn from(rejection: JsonRejection) -> Self {
+/// axum's own rejection of a body it could not read, in our shape instead of its plain text.
+impl From<BytesRejection> for HttpError {
+    fn from(rejection: BytesRejection) -> Self {
         match rejection {
-            JsonRejection::MissingJsonContentType(_) => HttpError::UnsupportedMediaType,
-            JsonRejection::BytesRejection(BytesRejection::FailedToBufferBody(
-                FailedToBufferBody::LengthLimitError(_),
-            )) => HttpError::PayloadTooLarge,
+            BytesRejection::FailedToBufferBody(FailedToBufferBody::LengthLimitError(_)) => {
+                HttpError::PayloadTooLarge
+            }
             other => HttpError::MalformedJson(other.body_text()),
         }
     }

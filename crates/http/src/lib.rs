@@ -1,8 +1,24 @@
 //! The HTTP side of `returns`, on axum.
 //!
-//! Today this is the **traditional model's team endpoints**: instead of reading `returnOrders`,
-//! each team serves one endpoint that User Support calls for every return, and answers with the
-//! team's decision. Later this crate also holds the returns API and the dashboard.
+//! - **User Support's intake**, `POST /returns` ([`intake`]): a `RefundRequest` v2 body is
+//!   accepted into User Support's own store with its outgoing record, in one transaction, and
+//!   answered 202 `{return_id, status: "accepted", duplicate, event_id}` (200 with `duplicate:
+//!   true` for a return accepted before). A relay publishes it to `returnOrders`, retrying while
+//!   the log is down. `returns serve` runs it.
+//! - **The traditional model's team endpoints**: instead of reading `returnOrders`, each team
+//!   serves one endpoint that User Support calls for every return, and answers with the team's
+//!   decision.
+//!
+//! Every router comes in two forms: `*_routes` without fallbacks, which merge
+//! (`Router::merge`), and `*_router`, the same inside [`json_fallbacks`]. A server that merges
+//! several puts [`json_fallbacks`] around the whole, then, off loopback,
+//! [`auth::require_token_for_writes`].
+//!
+//! Every body goes through [`body::RefundRequestBody`]: JSON content type, at most
+//! [`MAX_BODY_BYTES`], one JSON object with no repeated key, no array where the DTO has an
+//! object, no unknown field, then the wire DTO's shape and the domain's validation. Bad input is
+//! always a 4xx naming what is wrong, never a 5xx; a store failure is a 500 whose message names
+//! the store but not its file (the cause goes to the log).
 //!
 //! | team | endpoint |
 //! |---|---|
@@ -30,6 +46,7 @@
 //! | 422 | `invalid_field`, naming the field | a field is missing, of the wrong type, or invalid |
 //! | 413, 415 | `payload_too_large`, `unsupported_media_type` | a body over [`MAX_BODY_BYTES`]; a content type other than JSON |
 //! | 404, 405 | `not_found`, `method_not_allowed` | another path or method |
+//! | 401 | `unauthorized` | a write without the server's token (a server off loopback) |
 //! | 503 | `unavailable` | the team is down (an injected outage) |
 //! | 500 | `injected_error`, `store_failed` | an injected failure; the store could not read or write |
 //!
@@ -42,19 +59,35 @@
 //! The store is a blocking SQLite connection, so each team keeps one behind a mutex and calls
 //! it on tokio's blocking pool.
 
+pub mod auth;
+pub mod body;
 mod error;
+pub mod intake;
 pub mod orchestrator;
 mod team;
 
+pub use auth::{listen, needs_token, require_token_for_writes, ListenError, Token};
 pub use error::{ErrorBody, ErrorDetail, HttpError};
-pub use team::{path, team_router, Decision};
+pub use intake::{intake_router, intake_routes, Accepted, Intake, RETURNS_PATH};
+pub use team::{path, team_router, team_routes, Decision};
 
+use axum::http::{Method, Uri};
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-/// The largest request body a team endpoint reads (a request is well under 1 KiB).
+/// The largest request body an endpoint reads (a request is well under 1 KiB).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// `router` answering any other path with a JSON 404 and any other method on its paths with a
+/// JSON 405. Put it around the merged whole: a router with fallbacks does not merge.
+pub fn json_fallbacks(router: Router) -> Router {
+    router
+        .fallback(|uri: Uri| async move { HttpError::NotFound(uri.path().to_string()) })
+        .method_not_allowed_fallback(|method: Method| async move {
+            HttpError::MethodNotAllowed(method.to_string())
+        })
+}
 
 /// Serve `router` on `listener` until `shutdown` is cancelled, then finish the calls in flight
 /// and return.

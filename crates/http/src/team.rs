@@ -4,20 +4,18 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{Method, StatusCode, Uri};
+use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use returns_domain::{Accounting, Inventory, Manufacturing, Quality, RefundRequest, Sales, Team};
-use returns_eventlog::wire::v2::RefundRequestV2;
-use returns_eventlog::wire::WireError;
+use returns_domain::{Accounting, Inventory, Manufacturing, Quality, Sales, Team};
 use returns_services::store::{DirectAnswer, Effect};
 use returns_services::{ServiceError, TeamFaultState, TeamName, TeamStore};
 use serde::{Deserialize, Serialize};
 
+use crate::body::RefundRequestBody;
 use crate::{HttpError, MAX_BODY_BYTES};
 
 /// The path of a team's endpoint.
@@ -48,8 +46,19 @@ pub struct Decision {
 }
 
 /// The router of one team's endpoint, on that team's store `<data_dir>/<team>.db` (opened, and
-/// created if needed, here), suffering `faults`. Use [`TeamFaultState::none`] for none.
+/// created if needed, here), suffering `faults`. Use [`TeamFaultState::none`] for none. It answers
+/// other paths and methods with JSON 404 and 405; to merge it with other routes, use
+/// [`team_routes`] and put [`json_fallbacks`](crate::json_fallbacks) around the whole.
 pub fn team_router(
+    team: TeamName,
+    data_dir: &Path,
+    faults: TeamFaultState,
+) -> Result<Router, ServiceError> {
+    Ok(crate::json_fallbacks(team_routes(team, data_dir, faults)?))
+}
+
+/// [`team_router`] without its fallbacks, so that it merges (`Router::merge`) with other routes.
+pub fn team_routes(
     team: TeamName,
     data_dir: &Path,
     faults: TeamFaultState,
@@ -77,10 +86,6 @@ fn router<T: Team>(
             suffer_faults,
         ))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .fallback(|uri: Uri| async move { HttpError::NotFound(uri.path().to_string()) })
-        .method_not_allowed_fallback(|method: Method| async move {
-            HttpError::MethodNotAllowed(method.to_string())
-        })
         .with_state(store))
 }
 
@@ -106,10 +111,8 @@ async fn suffer_faults(
 
 async fn decide<T: Team>(
     State(store): State<Arc<Mutex<TeamStore<T>>>>,
-    body: Result<Json<serde_json::Value>, JsonRejection>,
+    RefundRequestBody(request): RefundRequestBody,
 ) -> Result<(StatusCode, Json<Decision>), HttpError> {
-    let Json(body) = body?;
-    let request = parse_request(body)?;
     let answer = tokio::task::spawn_blocking(move || {
         // A panic while the lock was held dropped its transaction, which rolled back: the
         // connection is still sound.
@@ -123,34 +126,6 @@ async fn decide<T: Team>(
         DirectAnswer::AlreadyDecided(effect) => (StatusCode::OK, effect, true),
     };
     Ok((status, Json(decision(T::NAME, effect, duplicate)?)))
-}
-
-/// The body as a `RefundRequest`: the shape of the wire DTO of the version User Support
-/// publishes (v2), naming the field that does not fit, then the same conversion and validation
-/// as a record read from `returnOrders`.
-fn parse_request(body: serde_json::Value) -> Result<RefundRequest, HttpError> {
-    // serde would also read a struct from an array of its fields in order: not on this wire.
-    if !body.is_object() {
-        return Err(HttpError::MalformedJson(format!(
-            "expected a JSON object, got {}",
-            json_type(&body)
-        )));
-    }
-    let dto: RefundRequestV2 = serde_path_to_error::deserialize(body)?;
-    let request = RefundRequest::try_from(dto)?;
-    request.validate().map_err(WireError::from)?;
-    Ok(request)
-}
-
-fn json_type(value: &serde_json::Value) -> &'static str {
-    match value {
-        serde_json::Value::Null => "null",
-        serde_json::Value::Bool(_) => "a boolean",
-        serde_json::Value::Number(_) => "a number",
-        serde_json::Value::String(_) => "a string",
-        serde_json::Value::Array(_) => "an array",
-        serde_json::Value::Object(_) => "an object",
-    }
 }
 
 fn decision(team: &'static str, effect: Effect, duplicate: bool) -> Result<Decision, HttpError> {

@@ -445,6 +445,13 @@ async fn a_store_that_fails_answers_500_store_failed() {
     let answer = endpoint.post_request(&request(0)).await;
     let e = assert_error(answer, StatusCode::INTERNAL_SERVER_ERROR, "store_failed");
     assert!(e.message.contains("accounting"), "{}", e.message);
+    // The cause names the store's file: it goes to the log, never to the caller.
+    let dir = endpoint.dir.path().to_str().expect("a UTF-8 path");
+    assert!(
+        !e.message.contains(dir) && !e.message.contains(".db"),
+        "{}",
+        e.message
+    );
 }
 
 #[tokio::test]

@@ -1,0 +1,206 @@
+//! The write token: a server that listens on anything but loopback takes writes (every method
+//! but GET, HEAD and OPTIONS) only with `Authorization: Bearer <token>`.
+//!
+//! The token is compared in constant time (both sides hashed to fixed-length digests, then
+//! compared without an early exit), never logged, and never shown by `Debug`. A missing or wrong
+//! token is a 401 in the usual JSON error shape, with `WWW-Authenticate: Bearer`.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{header, Method};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use sha2::{Digest, Sha256};
+use tokio::net::TcpListener;
+
+use crate::HttpError;
+
+/// The shortest token accepted: a short one is guessed.
+pub const MIN_TOKEN_LEN: usize = 16;
+
+/// A bearer token. Its `Debug` shows `Token(***)`.
+#[derive(Clone)]
+pub struct Token(Arc<str>);
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TokenError {
+    #[error("the token is shorter than {MIN_TOKEN_LEN} characters")]
+    TooShort,
+    #[error("the token may hold only visible ASCII characters (no spaces)")]
+    NotVisibleAscii,
+}
+
+impl Token {
+    /// A token, without the whitespace around it (as read from a file).
+    pub fn new(token: &str) -> Result<Token, TokenError> {
+        let token = token.trim();
+        if !token.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(TokenError::NotVisibleAscii);
+        }
+        if token.len() < MIN_TOKEN_LEN {
+            return Err(TokenError::TooShort);
+        }
+        Ok(Token(token.into()))
+    }
+
+    /// Whether `presented` is this token, in time that does not depend on where they differ.
+    pub fn matches(&self, presented: &str) -> bool {
+        let (ours, theirs) = (
+            Sha256::digest(self.0.as_bytes()),
+            Sha256::digest(presented.as_bytes()),
+        );
+        let difference = ours
+            .iter()
+            .zip(theirs.iter())
+            .fold(0u8, |d, (a, b)| d | (a ^ b));
+        std::hint::black_box(difference) == 0
+    }
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Token(***)")
+    }
+}
+
+impl std::str::FromStr for Token {
+    type Err = TokenError;
+
+    fn from_str(s: &str) -> Result<Token, TokenError> {
+        Token::new(s)
+    }
+}
+
+/// Whether a server on `addr` must have a token: anything but loopback (`0.0.0.0` and `::`
+/// included) can be reached by others.
+pub fn needs_token(addr: &SocketAddr) -> bool {
+    !addr.ip().to_canonical().is_loopback()
+}
+
+/// Why a server did not start listening.
+#[derive(Debug, thiserror::Error)]
+pub enum ListenError {
+    #[error("cannot resolve the address {addr} to listen on: {source}")]
+    Resolve {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("refusing to listen on {addr} without a token: anyone who reaches it could submit returns (hint: give a token of at least {MIN_TOKEN_LEN} characters in RETURNS_TOKEN or a file named by --token-file, or listen on 127.0.0.1)")]
+    NeedsToken { addr: String },
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Listen on `addr` (`IP:PORT` or `HOST:PORT`), refusing, before anything listens, an address
+/// off loopback when there is no token.
+pub async fn listen(addr: &str, has_token: bool) -> Result<TcpListener, ListenError> {
+    let resolve = |source| ListenError::Resolve {
+        addr: addr.to_string(),
+        source,
+    };
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host(addr)
+        .await
+        .map_err(resolve)?
+        .collect();
+    if addrs.is_empty() {
+        return Err(resolve(std::io::ErrorKind::AddrNotAvailable.into()));
+    }
+    let refuse = || ListenError::NeedsToken {
+        addr: addr.to_string(),
+    };
+    if !has_token && addrs.iter().any(needs_token) {
+        return Err(refuse());
+    }
+    let bind = |source| ListenError::Bind {
+        addr: addr.to_string(),
+        source,
+    };
+    let listener = TcpListener::bind(&addrs[..]).await.map_err(bind)?;
+    match listener.local_addr() {
+        Ok(local) if !has_token && needs_token(&local) => Err(refuse()),
+        Ok(_) => Ok(listener),
+        Err(source) => Err(bind(source)),
+    }
+}
+
+/// `router`, taking writes only with `token`. Reads pass without one.
+pub fn require_token_for_writes(router: Router, token: Token) -> Router {
+    router.layer(middleware::from_fn_with_state(token, check))
+}
+
+async fn check(State(token): State<Token>, request: Request, next: Next) -> Response {
+    if matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    ) {
+        return next.run(request).await;
+    }
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match presented {
+        Some(presented) if token.matches(presented.trim()) => next.run(request).await,
+        _ => HttpError::Unauthorized.into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_goes_without_a_token() {
+        for (addr, needs) in [
+            ("127.0.0.1:8080", false),
+            ("127.0.0.2:8080", false),
+            ("[::1]:8080", false),
+            ("[::ffff:127.0.0.1]:8080", false),
+            ("0.0.0.0:8080", true),
+            ("[::]:8080", true),
+            ("192.168.1.10:8080", true),
+            ("[::ffff:10.0.0.1]:8080", true),
+        ] {
+            let addr: SocketAddr = addr.parse().unwrap();
+            assert_eq!(needs_token(&addr), needs, "{addr}");
+        }
+    }
+
+    #[tokio::test]
+    async fn off_loopback_without_a_token_nothing_listens() {
+        for addr in ["0.0.0.0:0", "[::]:0"] {
+            let e = listen(addr, false).await.expect_err("refused");
+            assert!(matches!(e, ListenError::NeedsToken { .. }), "{e}");
+            assert!(e.to_string().contains("RETURNS_TOKEN"), "{e}");
+        }
+        let listener = listen("127.0.0.1:0", false)
+            .await
+            .expect("loopback needs none");
+        assert!(listener.local_addr().unwrap().ip().is_loopback());
+    }
+
+    #[test]
+    fn a_token_matches_only_itself_and_never_shows() {
+        let token = Token::new("  s3cret-s3cret-s3cret\n").unwrap();
+        assert!(token.matches("s3cret-s3cret-s3cret"));
+        assert!(!token.matches("s3cret-s3cret-s3creT"));
+        assert!(!token.matches("s3cret-s3cret-s3cret-and-more"));
+        assert!(!token.matches(""));
+        assert_eq!(format!("{token:?}"), "Token(***)");
+        assert_eq!(Token::new("short").err(), Some(TokenError::TooShort));
+        assert_eq!(
+            Token::new("with a space inside it").err(),
+            Some(TokenError::NotVisibleAscii)
+        );
+    }
+}
