@@ -34,6 +34,9 @@ enum Command {
     Publish(cmd::publish::Args),
     /// Run one team until Ctrl-C or SIGTERM.
     Run(cmd::run::Args),
+    /// Serve User Support's intake (POST /returns) with its relay and the five teams, until
+    /// Ctrl-C or SIGTERM.
+    Serve(cmd::serve::Args),
     /// Run the traditional and the event-sourced model side by side, under the same faults.
     Compare(cmd::compare::Args),
     /// One return's timeline across every team, or one team's own log, read from the event log.
@@ -78,6 +81,7 @@ fn main() -> std::process::ExitCode {
             Command::Demo(args) => cmd::demo::run(&cli.global, args).await,
             Command::Publish(args) => cmd::publish::run(&cli.global, args).await,
             Command::Run(args) => cmd::run::run(&cli.global, args).await,
+            Command::Serve(args) => cmd::serve::run(&cli.global, args).await,
             Command::Compare(args) => cmd::compare::run(&cli.global, args).await,
             Command::Audit(args) => cmd::audit::run(&cli.global, args).await,
             Command::Status(args) => cmd::status::run(&cli.global, args).await,

@@ -6,5 +6,6 @@ pub mod publish;
 pub mod quality;
 pub mod replay;
 pub mod run;
+pub mod serve;
 pub mod stats;
 pub mod status;

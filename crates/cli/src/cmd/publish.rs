@@ -1,82 +1,400 @@
-//! `returns publish`: User Support's one repeatable call, from the command line.
+//! `returns publish`: User Support takes in returns from the command line.
+//!
+//! The returns are first **accepted** into User Support's own store (`<data>/user-support.db`),
+//! each with the record that announces it, in one transaction; then its relay publishes the
+//! outbox to `returnOrders` until it is empty. The log may be down: the returns stay accepted
+//! and waiting, and the relay retries until the log answers (Ctrl-C leaves them in the outbox
+//! for the next run, or for `returns serve`). A return accepted before is a duplicate and is
+//! not published again. `--raw` lines skip all this: they are appended as they are, as Kafka's
+//! console producer would.
 
 use std::io::BufRead;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use returns_domain::Generator;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use returns_domain::{Generator, RefundRequest};
 use returns_eventlog::wire::{self, REFUND_REQUEST_DEFAULT_TYPE, REFUND_REQUEST_TYPE};
-use returns_eventlog::{OutRecord, RETURN_ORDERS};
-use returns_services::Publisher;
+use returns_eventlog::{EventLog, OutRecord, RETURN_ORDERS};
+use returns_services::intake::USER_SUPPORT;
+use returns_services::{open_log_when_reachable, Acceptance, IntakeStore, Publisher, TeamMetrics};
+use serde::Serialize;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::Global;
+use crate::shutdown;
+
+/// Requests per intake transaction.
+const ACCEPT_CHUNK: usize = 5_000;
+/// How long the generator waits for the log to say where `returnOrders` ends.
+const START_PROBE: Duration = Duration::from_secs(5);
+/// How long the log may stay silent before we say it is not reachable.
+const PATIENCE: Duration = Duration::from_secs(2);
+/// After Ctrl-C, how long an append already under way may take to finish.
+const GRACE: Duration = Duration::from_secs(5);
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// How many generated returns to publish (ignored with --file).
+    /// How many generated returns to publish (ignored with --file). `-n 0` publishes only what
+    /// waits in User Support's outbox.
     #[arg(long = "returns", short = 'n', default_value_t = 1)]
     pub returns: u64,
     /// Seed of the return generator.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
-    /// First generator index (default: continue where `returnOrders` ends).
+    /// First generator index (default: continue where `returnOrders` ends once User Support's
+    /// outbox is published; while the log does not answer, after the returns User Support has
+    /// accepted).
     #[arg(long)]
     pub from_index: Option<u64>,
     /// Publish the requests in this file instead: one RefundRequest JSON object per line, v2
     /// (with a `reason`) or v1 (with a bare `defect`); each is published as v2.
     #[arg(long)]
     pub file: Option<PathBuf>,
-    /// With --file: append each line as it is, unchecked and without headers, as Kafka's console
-    /// producer would (to see how the teams deal with bad input).
+    /// With --file: append each line as it is, unchecked, without headers and without User
+    /// Support's store, as Kafka's console producer would (to see how the teams deal with bad
+    /// input).
     #[arg(long, requires = "file")]
     pub raw: bool,
-    /// Print the positions as JSON.
+    /// Accept the returns into User Support's outbox and stop there: a later `returns publish`
+    /// (`-n 0` to add none) or `returns serve` publishes them.
+    #[arg(long, conflicts_with = "raw")]
+    pub no_wait: bool,
+    /// Print a JSON summary (with each return's id, event id and whether it was a duplicate).
     #[arg(long)]
     pub json: bool,
 }
 
+#[derive(Serialize)]
+struct Summary {
+    log: String,
+    /// Returns accepted now.
+    accepted: u64,
+    /// Returns accepted before: not published again.
+    duplicates: u64,
+    /// Records this run appended to `returnOrders` (earlier runs' waiting records included).
+    published: u64,
+    /// Accepted returns still waiting in User Support's outbox for the log.
+    waiting: u64,
+    returns: Vec<ReturnAnswer>,
+}
+
+#[derive(Serialize)]
+struct ReturnAnswer {
+    return_id: String,
+    event_id: String,
+    duplicate: bool,
+}
+
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
-    let log = global.open_log().await?;
-    let positions = match &args.file {
-        Some(path) if args.raw => {
-            let records = read_lines(path)?
-                .into_iter()
-                .map(|(n, line)| OutRecord {
-                    key: format!("line-{n}"),
-                    headers: Vec::new(),
-                    payload: line.into_bytes(),
-                })
-                .collect();
-            log.append(RETURN_ORDERS, records).await?
-        }
-        Some(path) => {
-            let mut requests = Vec::new();
-            for (n, line) in read_lines(path)? {
-                let object: serde_json::Value = serde_json::from_str(&line)
-                    .with_context(|| format!("{}:{n}: not a JSON object", path.display()))?;
-                let version = if object.get("reason").is_some() {
-                    REFUND_REQUEST_TYPE
-                } else {
-                    REFUND_REQUEST_DEFAULT_TYPE
-                };
-                let req = wire::decode_refund_request_payload(version, line.as_bytes())
-                    .with_context(|| format!("{}:{n}: not a valid {version}", path.display()))?;
-                requests.push(req);
+    if args.raw {
+        let path = args.file.as_deref().expect("clap: --raw requires --file");
+        return publish_raw(global, path, args.json).await;
+    }
+    let requests = match &args.file {
+        Some(path) => Some(read_requests(path)?),
+        None => None,
+    };
+    let url = global.check_log_url()?;
+    let described = global.describe_log();
+    let shutdown = shutdown::on_signal();
+    let mut log = LogOpener::start(url, shutdown.clone());
+
+    let data = match global.data_dir_without_log() {
+        Some(dir) => dir,
+        None if args.no_wait => bail!(
+            "cannot accept returns with --no-wait for {described} without --data: the stores of a \
+             Kafka log are named by its cluster's id (hint: give --data DIR)"
+        ),
+        None => {
+            eprintln!(
+                "waiting for {described} to answer: its stores are named by its cluster's id \
+                 (hint: give --data DIR to accept returns while the log is down)"
+            );
+            match log.wait(None).await {
+                Some(opened) => global.data_dir(opened.as_ref()),
+                None => return Ok(()),
             }
-            Publisher::new(log.clone()).publish(&requests).await?
         }
+    };
+    let store = IntakeStore::open(&data)
+        .with_context(|| format!("cannot open User Support's store in {}", data.display()))?;
+    let store = Arc::new(Mutex::new(store));
+
+    let requests = match requests {
+        Some(requests) => requests,
         None => {
             let start = match args.from_index {
                 Some(i) => i,
-                None => Publisher::new(log.clone()).records_on_topic().await?,
+                None => generator_start(&mut log, &store).await?,
             };
-            let requests: Vec<_> = Generator::new(args.seed)
+            Generator::new(args.seed)
                 .requests(start..start + args.returns)
-                .collect();
-            Publisher::new(log.clone()).publish(&requests).await?
+                .collect()
         }
     };
+    let answers = accept(&store, requests).await?;
+    let accepted = answers.iter().filter(|a| !a.duplicate).count() as u64;
+    let duplicates = answers.len() as u64 - accepted;
+    let waiting = blocking(&store, IntakeStore::waiting).await?;
+    let path = lock(&store).path().to_path_buf();
+    if !args.json {
+        println!(
+            "accepted {accepted} return(s) ({duplicates} duplicate(s) of returns accepted \
+             before) into User Support's store {}",
+            path.display()
+        );
+    }
+
+    let published = if args.no_wait {
+        0
+    } else {
+        relay_until_empty(&mut log, &store, waiting, &described, args.json, &shutdown).await?
+    };
+    let waiting = blocking(&store, IntakeStore::waiting).await?;
     if args.json {
+        let summary = Summary {
+            log: described,
+            accepted,
+            duplicates,
+            published,
+            waiting,
+            returns: answers
+                .into_iter()
+                .map(|a| ReturnAnswer {
+                    return_id: a.return_id,
+                    event_id: a.event_id,
+                    duplicate: a.duplicate,
+                })
+                .collect(),
+        };
+        println!("{}", serde_json::to_string(&summary)?);
+    } else if !args.no_wait {
+        println!("published {published} record(s) to {RETURN_ORDERS} on {described}");
+    }
+    if waiting > 0 {
+        eprintln!(
+            "{waiting} accepted return(s) wait in User Support's outbox ({}); `returns publish -n 0` \
+             or `returns serve` with the same --data and --log publishes them",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// The log, opened in the background and retried until it answers or we stop.
+struct LogOpener {
+    task: Option<JoinHandle<Option<Arc<dyn EventLog>>>>,
+    log: Option<Arc<dyn EventLog>>,
+}
+
+impl LogOpener {
+    fn start(url: String, shutdown: CancellationToken) -> Self {
+        let task = tokio::spawn(async move {
+            // The URL was checked: only a cancel ends this without a log.
+            open_log_when_reachable(&url, &shutdown, |e| {
+                tracing::info!(error = %e, "the event log does not answer yet; retrying");
+            })
+            .await
+            .ok()
+            .flatten()
+        });
+        LogOpener {
+            task: Some(task),
+            log: None,
+        }
+    }
+
+    /// The log, once it answers; waiting at most `limit` (for ever with `None`). `None` if it has
+    /// not answered by then, or we are stopping.
+    async fn wait(&mut self, limit: Option<Duration>) -> Option<Arc<dyn EventLog>> {
+        if let Some(task) = self.task.as_mut() {
+            let opened = match limit {
+                Some(limit) => match tokio::time::timeout(limit, &mut *task).await {
+                    Ok(opened) => opened,
+                    Err(_) => return None,
+                },
+                None => task.await,
+            };
+            self.task = None;
+            self.log = opened.ok().flatten();
+        }
+        self.log.clone()
+    }
+}
+
+/// Where generated returns continue: where `returnOrders` will end once User Support's outbox
+/// is published; if the log does not answer soon, after every return User Support accepted.
+async fn generator_start(
+    log: &mut LogOpener,
+    store: &Arc<Mutex<IntakeStore>>,
+) -> anyhow::Result<u64> {
+    match log.wait(Some(START_PROBE)).await {
+        Some(log) => {
+            let on_topic = Publisher::new(log).records_on_topic().await?;
+            Ok(on_topic + blocking(store, IntakeStore::waiting).await?)
+        }
+        None => {
+            let accepted = blocking(store, IntakeStore::accepted_count).await?;
+            eprintln!(
+                "the log did not answer within {} s: generated returns continue after the \
+                 {accepted} User Support has accepted",
+                START_PROBE.as_secs()
+            );
+            Ok(accepted)
+        }
+    }
+}
+
+async fn accept(
+    store: &Arc<Mutex<IntakeStore>>,
+    requests: Vec<RefundRequest>,
+) -> anyhow::Result<Vec<Acceptance>> {
+    let mut answers = Vec::with_capacity(requests.len());
+    for chunk in requests.chunks(ACCEPT_CHUNK) {
+        let chunk = chunk.to_vec();
+        let store = Arc::clone(store);
+        let mut accepted = tokio::task::spawn_blocking(move || lock(&store).accept(&chunk))
+            .await
+            .context("accepting returns")?
+            .context("accepting returns into User Support's store")?;
+        answers.append(&mut accepted);
+    }
+    Ok(answers)
+}
+
+/// Run the relay until the outbox is empty, or until Ctrl-C (then the rest stays in the
+/// outbox). Returns how many records it appended.
+async fn relay_until_empty(
+    log: &mut LogOpener,
+    store: &Arc<Mutex<IntakeStore>>,
+    waiting: u64,
+    described: &str,
+    quiet: bool,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<u64> {
+    if waiting == 0 {
+        return Ok(0);
+    }
+    let opened = match log.wait(Some(PATIENCE)).await {
+        Some(opened) => Some(opened),
+        None if shutdown.is_cancelled() => None,
+        None => {
+            eprintln!(
+                "{described} is not reachable: {waiting} accepted return(s) wait in User \
+                 Support's outbox; retrying until it answers (Ctrl-C leaves them there, safe, for \
+                 the next run)"
+            );
+            log.wait(None).await
+        }
+    };
+    let Some(opened) = opened else {
+        return Ok(0);
+    };
+
+    let metrics = Arc::new(TeamMetrics::new(USER_SUPPORT));
+    let relay = lock(store).relay(opened, Arc::new(Notify::new()), Arc::clone(&metrics))?;
+    let stop_relay = CancellationToken::new();
+    let mut task = tokio::spawn(relay.run(stop_relay.clone()));
+    let bar = progress(waiting, quiet);
+    let mut last_progress = (0, Instant::now());
+    let mut said_stalled = false;
+    loop {
+        let relayed = metrics.snapshot().relayed;
+        bar.set_position(relayed);
+        if relayed != last_progress.0 {
+            last_progress = (relayed, Instant::now());
+        } else if !said_stalled && last_progress.1.elapsed() > Duration::from_secs(10) {
+            said_stalled = true;
+            bar.suspend(|| {
+                eprintln!(
+                    "{described} is not taking records: the relay retries; the returns stay \
+                     accepted (Ctrl-C leaves them in the outbox)"
+                )
+            });
+        }
+        if task.is_finished() || shutdown.is_cancelled() {
+            break;
+        }
+        if relayed >= waiting && blocking(store, IntakeStore::waiting).await? == 0 {
+            break;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            _ = shutdown.cancelled() => {}
+        }
+    }
+    // A stopping relay empties the outbox unless an append fails; an append already under way
+    // gets a moment, then is dropped (its records stay in the outbox; a repeat carries the same
+    // event ids, which the teams drop).
+    stop_relay.cancel();
+    let finished = tokio::time::timeout(GRACE, &mut task).await;
+    if finished.is_err() {
+        task.abort();
+    }
+    bar.finish_and_clear();
+    match finished {
+        Ok(Ok(Ok(()))) | Err(_) => {}
+        Ok(Ok(Err(e))) if shutdown.is_cancelled() || e.is_transient() => {
+            tracing::info!(error = %e, "the relay stopped with records left");
+        }
+        Ok(Ok(Err(e))) => return Err(e).context("User Support's relay failed"),
+        Ok(Err(e)) => return Err(e).context("User Support's relay panicked"),
+    }
+    Ok(metrics.snapshot().relayed)
+}
+
+fn progress(total: u64, hidden: bool) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(
+        Some(total),
+        if hidden {
+            ProgressDrawTarget::hidden()
+        } else {
+            ProgressDrawTarget::stderr()
+        },
+    );
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{prefix:>14} [{bar:40.cyan/blue}] {pos:>7}/{len:7} {per_sec:>12}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    bar.set_prefix("published");
+    bar
+}
+
+fn lock(store: &Mutex<IntakeStore>) -> std::sync::MutexGuard<'_, IntakeStore> {
+    store.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Ask the store something on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    store: &Arc<Mutex<IntakeStore>>,
+    ask: fn(&IntakeStore) -> Result<T, returns_services::ServiceError>,
+) -> anyhow::Result<T> {
+    let store = Arc::clone(store);
+    Ok(tokio::task::spawn_blocking(move || ask(&lock(&store)))
+        .await
+        .context("reading User Support's store")??)
+}
+
+async fn publish_raw(global: &Global, path: &Path, json: bool) -> anyhow::Result<()> {
+    let log = global.open_log().await?;
+    let records = read_lines(path)?
+        .into_iter()
+        .map(|(n, line)| OutRecord {
+            key: format!("line-{n}"),
+            headers: Vec::new(),
+            payload: line.into_bytes(),
+        })
+        .collect();
+    let positions = log.append(RETURN_ORDERS, records).await?;
+    if json {
         let out: Vec<_> = positions
             .iter()
             .map(|p| serde_json::json!({"topic": p.topic, "partition": p.partition, "offset": p.offset}))
@@ -92,7 +410,25 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn read_lines(path: &PathBuf) -> anyhow::Result<Vec<(usize, String)>> {
+/// The requests of a file of v2 or v1 lines, each checked; a bad line is named by its place.
+fn read_requests(path: &Path) -> anyhow::Result<Vec<RefundRequest>> {
+    let mut requests = Vec::new();
+    for (n, line) in read_lines(path)? {
+        let object: serde_json::Value = serde_json::from_str(&line)
+            .with_context(|| format!("{}:{n}: not a JSON object", path.display()))?;
+        let version = if object.get("reason").is_some() {
+            REFUND_REQUEST_TYPE
+        } else {
+            REFUND_REQUEST_DEFAULT_TYPE
+        };
+        let req = wire::decode_refund_request_payload(version, line.as_bytes())
+            .with_context(|| format!("{}:{n}: not a valid {version}", path.display()))?;
+        requests.push(req);
+    }
+    Ok(requests)
+}
+
+fn read_lines(path: &Path) -> anyhow::Result<Vec<(usize, String)>> {
     let file =
         std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut out = Vec::new();

@@ -1,0 +1,261 @@
+//! `returns serve`: User Support's intake (`POST /returns`), its relay, and the five teams, in
+//! one process, until SIGINT or SIGTERM.
+//!
+//! The intake takes returns as soon as it listens, even while the log is down: they are accepted
+//! into User Support's store and wait in its outbox. The log is opened in the background,
+//! retried until it answers; then the relay publishes and the teams run. On a signal the server
+//! stops taking requests and finishes those in flight, the relay empties the outbox if the log
+//! takes it (what it cannot append stays for the next start), the teams finish and commit their
+//! batch, and the process exits 0.
+
+use std::path::PathBuf;
+use std::sync::{Arc, PoisonError};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use returns_http::{intake_routes, json_fallbacks, require_token_for_writes, Intake, Token};
+use returns_services::intake::USER_SUPPORT;
+use returns_services::{open_log_when_reachable, spawn_team, ServiceError, TeamMetrics, TeamName};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Global;
+use crate::shutdown;
+
+/// How long requests in flight, and then the relay, may take to finish after a signal.
+const GRACE: Duration = Duration::from_secs(10);
+/// How long the log may stay silent before we say it is not reachable.
+const PATIENCE: Duration = Duration::from_secs(2);
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Address to listen on (IP:PORT or HOST:PORT). Anything but loopback needs a token.
+    #[arg(long, env = "RETURNS_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// The token writes need (`Authorization: Bearer <token>`), at least 16 characters. Prefer
+    /// the environment or --token-file: other users can read a command line.
+    #[arg(long, env = "RETURNS_TOKEN", hide_env_values = true)]
+    pub token: Option<Secret>,
+    /// A file holding the token (surrounding whitespace is ignored).
+    #[arg(long, env = "RETURNS_TOKEN_FILE", conflicts_with = "token")]
+    pub token_file: Option<PathBuf>,
+}
+
+/// A flag's secret value: `Debug` never shows it, and clap never echoes it (it cannot fail to
+/// parse; it is checked afterwards).
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_string()))
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+fn token(args: &Args) -> anyhow::Result<Option<Token>> {
+    let (text, from) = match (&args.token, &args.token_file) {
+        (Some(Secret(text)), _) => (text.clone(), "--token (or RETURNS_TOKEN)".to_string()),
+        (None, Some(path)) => (
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the token file {}", path.display()))?,
+            path.display().to_string(),
+        ),
+        (None, None) => return Ok(None),
+    };
+    // The error names where the token came from, never the token.
+    Token::new(&text)
+        .map(Some)
+        .with_context(|| format!("the token from {from} is not usable"))
+}
+
+pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
+    let token = token(&args)?;
+    let url = global.check_log_url()?;
+    let described = global.describe_log();
+    let listener = returns_http::listen(&args.listen, token.is_some()).await?;
+    let local = listener.local_addr().context("the listening address")?;
+    let shutdown = shutdown::on_signal();
+
+    let opener = {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            open_log_when_reachable(&url, &shutdown, |e| {
+                tracing::info!(error = %e, "the event log does not answer yet; retrying");
+            })
+            .await
+            .ok()
+            .flatten()
+        })
+    };
+    let mut opener = Some(opener);
+    let mut log = None;
+    let data = match global.data_dir_without_log() {
+        Some(dir) => dir,
+        None => {
+            eprintln!(
+                "waiting for {described} to answer before serving: its stores are named by its \
+                 cluster's id (hint: give --data DIR to take returns while the log is down)"
+            );
+            let opened = opener.take().expect("not awaited yet").await;
+            match opened.ok().flatten() {
+                Some(opened) => {
+                    let dir = global.data_dir(opened.as_ref());
+                    log = Some(opened);
+                    dir
+                }
+                None => return Ok(()),
+            }
+        }
+    };
+    let intake = Intake::open(&data)
+        .with_context(|| format!("cannot open User Support's store in {}", data.display()))?;
+    let mut app = json_fallbacks(intake_routes(intake.clone()));
+    let guarded = token.is_some();
+    if let Some(token) = token {
+        app = require_token_for_writes(app, token);
+    }
+    let stop_http = CancellationToken::new();
+    let mut http = tokio::spawn(returns_http::serve(listener, app, stop_http.clone()));
+    eprintln!(
+        "listening on http://{local}: POST {} ({}); log {described}; stores in {}",
+        returns_http::RETURNS_PATH,
+        if guarded {
+            "writes need the token"
+        } else {
+            "loopback: no token"
+        },
+        data.display()
+    );
+
+    // The log, then the relay and the teams.
+    if log.is_none() {
+        let mut task = opener.take().expect("not awaited yet");
+        log = match tokio::time::timeout(PATIENCE, &mut task).await {
+            Ok(opened) => opened.ok().flatten(),
+            Err(_) => {
+                eprintln!(
+                    "{described} is not reachable yet: returns are accepted and wait in User \
+                     Support's outbox; retrying until it answers"
+                );
+                task.await.ok().flatten()
+            }
+        };
+    }
+    let stop_work = CancellationToken::new();
+    let mut workers: Vec<(&'static str, JoinHandle<Result<(), ServiceError>>)> = Vec::new();
+    if let Some(log) = &log {
+        let relay = intake
+            .store()
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .relay(
+                Arc::clone(log),
+                intake.wake(),
+                Arc::new(TeamMetrics::new(USER_SUPPORT)),
+            )?;
+        workers.push((USER_SUPPORT, tokio::spawn(relay.run(stop_work.clone()))));
+        for team in TeamName::EVERY {
+            let metrics = Arc::new(TeamMetrics::new(team.as_str()));
+            let task = spawn_team(
+                team,
+                Arc::clone(log),
+                data.clone(),
+                metrics,
+                stop_work.clone(),
+            );
+            workers.push((team.as_str(), task));
+        }
+        eprintln!(
+            "{} answers: publishing accepted returns; the five teams run",
+            log.describe()
+        );
+    }
+
+    // Until a signal, or until something stops on its own (a failure).
+    let failed = loop {
+        if shutdown.is_cancelled() {
+            break None;
+        }
+        if http.is_finished() {
+            break Some("the HTTP server");
+        }
+        if let Some((name, _)) = workers.iter().find(|(_, w)| w.is_finished()) {
+            break Some(*name);
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => {}
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+    };
+
+    // Stop taking requests and finish those in flight; then the relay and the teams.
+    stop_http.cancel();
+    let served = tokio::time::timeout(GRACE, &mut http).await;
+    if served.is_err() {
+        http.abort();
+        tracing::warn!("requests still in flight after the grace period were dropped");
+    }
+    stop_work.cancel();
+    let mut errors = Vec::new();
+    if let Ok(Ok(Err(e))) = served {
+        errors.push(format!("the HTTP server failed: {e}"));
+    }
+    for (name, mut task) in workers {
+        let ended = if name == USER_SUPPORT {
+            // An append under way to a log that is down may take long: its records stay in
+            // the outbox, and a repeat carries the same event ids, which the teams drop.
+            match tokio::time::timeout(GRACE, &mut task).await {
+                Ok(ended) => ended,
+                Err(_) => {
+                    task.abort();
+                    continue;
+                }
+            }
+        } else {
+            task.await
+        };
+        match ended {
+            Ok(Ok(())) => {}
+            // The log did not take the outbox: it stays there for the next start.
+            Err(e) => errors.push(format!("{name} panicked: {e}")),
+            Ok(Err(e)) if name == USER_SUPPORT && failed.is_none() => {
+                tracing::info!(error = %e, "the relay stopped with records left");
+            }
+            Ok(Err(e)) => errors.push(format!("{name} failed: {e}")),
+        }
+    }
+    let waiting = intake
+        .store()
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .waiting()?;
+    if waiting > 0 {
+        eprintln!(
+            "stopped: {waiting} accepted return(s) wait in User Support's outbox for the next start"
+        );
+    } else {
+        eprintln!("stopped: every accepted return is on the log");
+    }
+    if let Some(what) = failed {
+        bail!(
+            "{what} stopped on its own: {}",
+            if errors.is_empty() {
+                "no error given".to_string()
+            } else {
+                errors.join("; ")
+            }
+        );
+    }
+    if !errors.is_empty() {
+        bail!("{}", errors.join("; "));
+    }
+    Ok(())
+}
