@@ -116,8 +116,13 @@ impl Process {
     }
 
     fn terminate(&mut self) -> bool {
+        self.signal("-TERM")
+    }
+
+    /// Send a signal (`-TERM`, `-INT`) and wait for the process to exit; its success.
+    fn signal(&mut self, signal: &str) -> bool {
         let sent = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args([signal, &self.child.id().to_string()])
             .status()
             .unwrap();
         assert!(sent.success());
@@ -294,6 +299,62 @@ async fn returns_accepted_while_the_sqlite_log_is_unreachable_reach_every_team_o
     );
 
     every_team_handles_each_once(&url, &data, &expected).await;
+}
+
+/// Ctrl-C while the log is down: the publisher exits 0 and its returns stay accepted, waiting
+/// for the next run, which publishes them.
+#[tokio::test(flavor = "multi_thread")]
+async fn ctrl_c_while_the_log_is_down_leaves_the_returns_waiting_for_the_next_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let blocker = dir.path().join("log");
+    std::fs::write(&blocker, "not a directory").unwrap();
+    let url = format!("sqlite://{}", blocker.join("log.db").display());
+    let mut publisher = Process::start(
+        &[
+            "publish",
+            "-n",
+            "20",
+            "--from-index",
+            "0",
+            "--json",
+            "--log",
+            &url,
+        ],
+        &data,
+        &[],
+        "interrupted",
+    );
+    publisher.wait_for("is not reachable: 20 accepted return(s) wait");
+    assert!(
+        publisher.signal("-INT"),
+        "exit 0 on Ctrl-C:\n{}",
+        publisher.stderr()
+    );
+    let summary: Value = serde_json::from_str(&publisher.stdout()).unwrap();
+    assert_eq!(
+        (
+            &summary["accepted"],
+            &summary["published"],
+            &summary["waiting"]
+        ),
+        (&20.into(), &0.into(), &20.into()),
+        "{summary}"
+    );
+    assert!(publisher
+        .stderr()
+        .contains("20 accepted return(s) wait in User Support's outbox"));
+    assert_eq!(waiting(&data), 20);
+
+    std::fs::remove_file(&blocker).unwrap();
+    let out = returns(&["publish", "-n", "0", "--log", &url], &data);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("published 20 record(s) to returnOrders"),
+        "{}",
+        text(&out.stdout)
+    );
+    every_team_handles_each_once(&url, &data, &return_ids(&summary)).await;
 }
 
 /// A TCP forwarder on loopback to the broker, which the test opens and closes: closed, it
