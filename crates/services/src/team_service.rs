@@ -201,7 +201,9 @@ impl<T: Team> TeamService<T> {
             }
         };
         tracing::info!(team = T::NAME, "subscribed to {RETURN_ORDERS}");
+        // Polls reset the poll backoff; a relay that keeps failing has its own.
         let mut backoff = Backoff::new(&self.retry);
+        let mut relay_backoff = Backoff::new(&self.retry);
         while let Some(sub) = sub.as_mut() {
             let records = tokio::select! {
                 biased;
@@ -215,7 +217,7 @@ impl<T: Team> TeamService<T> {
                         Ok(Ok(())) | Err(_) => return Err(ServiceError::Task(T::NAME)),
                     };
                     tracing::warn!(team = T::NAME, error = %e, "relay failed; restarting it");
-                    pause(backoff.next(), &shutdown).await;
+                    pause(relay_backoff.next(), &shutdown).await;
                     (relay_task, _abort_relay) = self.spawn_relay(&wake, &relay_stop)?;
                     continue;
                 }
