@@ -93,6 +93,16 @@ pub(crate) fn is_transient(e: &KafkaError) -> bool {
                 | C::NetworkException
                 | C::RebalanceInProgress
                 | C::UnknownTopicOrPartition
+                // What a broker's restart looks like from a client: the group coordinator is
+                // still being found, leaders and their epochs move, the log dirs come back.
+                | C::WaitingForCoordinator
+                | C::BrokerNotAvailable
+                | C::KafkaStorageError
+                | C::FencedLeaderEpoch
+                | C::UnknownLeaderEpoch
+                | C::PreferredLeaderNotAvailable
+                | C::OffsetNotAvailable
+                | C::Resolve
         )
     )
 }
