@@ -97,6 +97,15 @@ impl Setup {
         })
     }
 
+    /// Append one record to a topic of the log.
+    fn append(&self, topic: &str, record: returns_eventlog::OutRecord) {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async {
+            let log = returns_eventlog::open(&self.log_url()).await.unwrap();
+            log.append(topic, vec![record]).await.unwrap();
+        })
+    }
+
     /// A team's events from its topic, each event id once.
     fn team_events<T: Team>(&self) -> Vec<T::Event> {
         let mut seen = HashSet::new();
@@ -478,6 +487,58 @@ fn stats_prints_tables_and_writes_one_csv_file_per_table() {
         assert!(stdout.contains(team), "{team} missing:\n{stdout}");
     }
     assert!(stdout.contains("every team has decided"), "{stdout}");
+}
+
+/// `status` says a return's request cannot be read only when the view holds an unreadable
+/// record for that return; a team's event seen without any request says so instead.
+#[test]
+fn status_blames_an_unreadable_request_only_when_there_is_one() {
+    let s = Setup::new(None);
+    let req = Generator::new(SEED).request(0);
+    let id = req.return_id.to_string();
+    let decision = Sales::decide(&Sales::initial(&Sales::key(&req)), &req);
+    let envelope = returns_eventlog::envelope::Envelope::new(
+        wire::team_event_type::<Sales>(&decision),
+        "/returns/sales",
+    );
+    s.append(
+        &team_topic(Sales::NAME),
+        returns_eventlog::OutRecord {
+            key: id.clone(),
+            headers: envelope.to_headers(),
+            payload: wire::encode_team_event::<Sales>(&decision),
+        },
+    );
+    let (ok, stdout, stderr) = s.returns(&["status", &id]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains(&format!("return {id}: no request for it has been read")),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("could not be read"), "{stdout}");
+    assert!(!stdout.contains("dlq"), "{stdout}");
+
+    // Now a request for it that no build here reads.
+    let mut v9 = wire::encode_refund_request(&req, &wire::refund_request_envelope(&req));
+    for (name, value) in &mut v9.headers {
+        if name == "ce_type" {
+            *value = "returns.RefundRequest.v9".into();
+        }
+    }
+    s.append(returns_eventlog::RETURN_ORDERS, v9);
+    let (ok, stdout, stderr) = s.returns(&["status", &id]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("cannot be read by this view: unknown_version"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("returns dlq list"), "{stdout}");
+    let json = s.json(&["status", &id, "--json"]);
+    assert_eq!(
+        json["unreadable_request"]["kind"], "unknown_version",
+        "{json}"
+    );
+    assert_eq!(json["request"], Value::Null, "{json}");
 }
 
 /// An empty log: the views have nothing, and say so without failing.

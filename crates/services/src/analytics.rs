@@ -151,7 +151,8 @@ pub struct Stats {
     /// Per team (the four reacting teams, then Quality): its event's time minus the request's
     /// publish time. A team that joined late (Quality) measures how late it joined.
     pub latency_ms: Vec<TeamLatency>,
-    /// Records the view could not read, per kind of reason, over its whole life.
+    /// Records the view cannot read (yet), per kind of reason. Each catch-up reads them again,
+    /// and one read then leaves this count.
     pub skipped: BTreeMap<String, u64>,
 }
 

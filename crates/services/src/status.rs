@@ -10,6 +10,7 @@
 //! | `outcomes` | per return and team: each event the team published about it |
 
 use returns_domain::ReturnId;
+use returns_eventlog::RETURN_ORDERS;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use serde::Serialize;
 
@@ -94,8 +95,13 @@ impl Projection for StatusView {
 pub struct ReturnStatus {
     pub return_id: String,
     /// The request as User Support published it; `None` when teams' events about the return
-    /// were seen but the request was not (it was unreadable).
+    /// were seen but the request was not.
     pub request: Option<RequestSeen>,
+    /// Why the request is missing, when the view holds a record for this return on
+    /// `returnOrders` that it cannot read. `None` with no request: the view has read no
+    /// request for the return at all.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unreadable_request: Option<UnreadableRequest>,
     /// One entry per reacting team, in the order the teams are named; then one per observing
     /// team (Quality) that has published about the return (nobody waits for those).
     pub teams: Vec<TeamStatus>,
@@ -110,6 +116,18 @@ pub struct RequestSeen {
     pub requested_at: String,
     /// When User Support published it (the event's time).
     pub published_at: String,
+}
+
+/// A record on `returnOrders` keyed by the return that the view cannot read (yet).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UnreadableRequest {
+    pub topic: String,
+    pub partition: u32,
+    pub offset: u64,
+    pub event_id: String,
+    /// `unknown_version`, `malformed`, ...
+    pub kind: String,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -215,6 +233,28 @@ impl ViewStore<StatusView> {
         if request.is_none() && events.is_empty() {
             return Ok(None);
         }
+        let unreadable_request = match request {
+            Some(_) => None,
+            None => self
+                .conn()
+                .query_row(
+                    "SELECT topic, partition, offset, event_id, kind, reason FROM skipped
+                     WHERE key = ?1 AND topic = ?2 ORDER BY offset LIMIT 1",
+                    params![id, RETURN_ORDERS],
+                    |r| {
+                        Ok(UnreadableRequest {
+                            topic: r.get(0)?,
+                            partition: r.get(1)?,
+                            offset: r.get::<_, i64>(2)? as u64,
+                            event_id: r.get(3)?,
+                            kind: r.get(4)?,
+                            reason: r.get(5)?,
+                        })
+                    },
+                )
+                .optional()
+                .map_err(self.err())?,
+        };
         let decision_of = |team: &str| {
             events
                 .iter()
@@ -232,6 +272,7 @@ impl ViewStore<StatusView> {
         Ok(Some(ReturnStatus {
             return_id: id,
             request,
+            unreadable_request,
             teams,
             complete,
         }))
@@ -342,5 +383,42 @@ mod tests {
         assert_eq!(store.status(&other).unwrap(), None);
         let known = store.status(&req.return_id).unwrap().unwrap();
         assert!(known.teams.iter().all(|t| t.status == Status::Pending));
+    }
+
+    /// A team's event without its request: the request is said unreadable only when the view
+    /// holds an unreadable record for that return.
+    #[test]
+    fn a_missing_request_is_blamed_on_a_skipped_record_only_when_there_is_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = StatusStore::open(dir.path()).unwrap();
+        let (late, unreadable) = (Generator::new(3).request(0), Generator::new(3).request(1));
+        let mut v9 = requested(&unreadable, 0, 1_000);
+        v9.key = Some(unreadable.return_id.to_string());
+        for (name, value) in &mut v9.headers {
+            if name == "ce_type" {
+                *value = "returns.RefundRequest.v9".into();
+            }
+        }
+        let batch = vec![
+            v9,
+            decided::<Sales>(&first_decision::<Sales>(&late), 0, 2_000),
+            decided::<Sales>(&first_decision::<Sales>(&unreadable), 1, 3_000),
+        ];
+        let counts = store.apply(&incoming::<StatusView>(&batch)).unwrap();
+        assert_eq!((counts.applied, counts.skipped), (2, 1));
+
+        let not_read = store.status(&late.return_id).unwrap().unwrap();
+        assert_eq!(
+            (&not_read.request, &not_read.unreadable_request),
+            (&None, &None)
+        );
+        let skipped = store.status(&unreadable.return_id).unwrap().unwrap();
+        assert_eq!(skipped.request, None);
+        let why = skipped.unreadable_request.unwrap();
+        assert_eq!(
+            (why.topic.as_str(), why.offset, why.kind.as_str()),
+            ("returnOrders", 0, "unknown_version")
+        );
+        assert!(why.reason.contains("version 9"), "{}", why.reason);
     }
 }

@@ -12,8 +12,8 @@ use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use returns_eventlog::EventLog;
 use returns_services::analytics::{Analytics, AnalyticsStore, Stats};
-use returns_services::projection::{CatchUp, CatchUpProgress};
-use returns_services::{Projection, ProjectionRunner};
+use returns_services::projection::{stalled_for, CatchUp, CatchUpProgress};
+use returns_services::{Projection, ProjectionRunner, ServiceError};
 use serde::Serialize;
 
 use crate::config::Global;
@@ -47,6 +47,8 @@ struct CaughtUp {
     duplicates: u64,
     skipped: u64,
     backfilled: u64,
+    /// Skipped records read again (those read now count in `applied`).
+    retried: u64,
     elapsed_ms: u64,
 }
 
@@ -58,6 +60,7 @@ impl From<CatchUp> for CaughtUp {
             duplicates: c.counts.duplicates,
             skipped: c.counts.skipped,
             backfilled: c.backfilled,
+            retried: c.retried,
             elapsed_ms: c.elapsed.as_millis() as u64,
         }
     }
@@ -124,9 +127,27 @@ pub(crate) async fn catch_up<P: Projection>(
         .with_progress(on_progress)
         .catch_up()
         .await
+        .map_err(|e| explain::<P>(e))
         .with_context(|| format!("bringing the {} view up to date with {describe}", P::NAME));
     bar.finish_and_clear();
     caught_up
+}
+
+/// A catch-up's error as the user should read it. A stalled catch-up comes as a
+/// `LogError::Timeout`, whose message speaks of Kafka whatever the log: say what happened.
+fn explain<P: Projection>(e: ServiceError) -> anyhow::Error {
+    match stalled_for(&e) {
+        Some(stalled) => anyhow::anyhow!(
+            "the {} view moved no record forward for {} s while catching up (hint: another \
+             member of its group `{}`, a `returns status` or `returns stats` on the same log \
+             that is stopped or stuck, may hold partitions without moving them: they are handed \
+             over once it ends; or the log stopped answering. Check both, then try again)",
+            P::NAME,
+            stalled.as_secs(),
+            P::GROUP
+        ),
+        None => e.into(),
+    }
 }
 
 fn print_report(r: &Report) {
@@ -139,7 +160,7 @@ fn print_report(r: &Report) {
     if !s.skipped.is_empty() {
         let kinds: Vec<String> = s.skipped.iter().map(|(k, n)| format!("{k}: {n}")).collect();
         println!(
-            "records the view could not read (the teams dead-letter them): {}",
+            "records the view cannot read (read again at each catch-up; the teams dead-letter them): {}",
             kinds.join(", ")
         );
     }
@@ -431,5 +452,31 @@ mod tests {
         assert_eq!(decimal(5), "0.05");
         assert_eq!(decimal(123_456), "1234.56");
         assert_eq!(decimal(-1_005), "-10.05");
+    }
+
+    /// A stalled catch-up's error says what happened on any log; `LogError::Timeout` alone
+    /// would blame Kafka. Other errors pass through as they are.
+    #[test]
+    fn a_stalled_catch_up_is_explained_without_blaming_kafka() {
+        use returns_eventlog::LogError;
+        use returns_services::projection::CATCH_UP_STALLED;
+
+        let stalled = ServiceError::Log(LogError::Timeout {
+            op: CATCH_UP_STALLED,
+            seconds: 60,
+        });
+        let message = format!("{:#}", explain::<Analytics>(stalled));
+        assert!(!message.contains("Kafka"), "{message}");
+        assert!(
+            message.contains("the analytics view moved no record forward for 60 s"),
+            "{message}"
+        );
+        assert!(message.contains("`returns.analytics`"), "{message}");
+        let read = ServiceError::Log(LogError::Timeout {
+            op: "read",
+            seconds: 10,
+        });
+        let expected = read.to_string();
+        assert_eq!(format!("{:#}", explain::<Analytics>(read)), expected);
     }
 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
 use returns_domain::ReturnId;
+use returns_eventlog::RETURN_ORDERS;
 use returns_services::status::{ReturnStatus, StatusStore, StatusView};
 
 use crate::cmd::stats::catch_up;
@@ -57,13 +58,20 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
 }
 
 fn print_status(s: &ReturnStatus) {
-    match &s.request {
-        Some(r) => println!(
+    match (&s.request, &s.unreadable_request) {
+        (Some(r), _) => println!(
             "return {}: requested {}, published {}",
             s.return_id, r.requested_at, r.published_at
         ),
-        None => println!(
-            "return {}: its request could not be read (see `returns dlq list`); teams' events follow",
+        (None, Some(u)) => println!(
+            "return {}: its request ({}[{}] offset {}) cannot be read by this view: {} ({}); \
+             the teams dead-letter what they cannot read (see `returns dlq list`); teams' events \
+             follow",
+            s.return_id, u.topic, u.partition, u.offset, u.kind, u.reason
+        ),
+        (None, None) => println!(
+            "return {}: no request for it has been read from {RETURN_ORDERS}; teams' events \
+             follow",
             s.return_id
         ),
     }
