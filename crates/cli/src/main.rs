@@ -91,6 +91,9 @@ fn main() -> std::process::ExitCode {
             Command::Dlq { command } => cmd::dlq::run(&cli.global, command).await,
         }
     });
+    // Work the command left behind on the blocking pool (a Kafka connect to a broker that does
+    // not answer waits up to 15 s) must not hold up the exit after Ctrl-C.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -186,18 +186,24 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The log, opened in the background and retried until it answers or we stop.
-struct LogOpener {
+/// The log, opened in the background and retried until it answers or we stop (also used by
+/// `returns serve`).
+pub(crate) struct LogOpener {
     task: Option<JoinHandle<Option<Arc<dyn EventLog>>>>,
     log: Option<Arc<dyn EventLog>>,
+    last_error: Arc<Mutex<Option<String>>>,
 }
 
 impl LogOpener {
-    fn start(url: String, shutdown: CancellationToken) -> Self {
+    /// Start opening `url` (checked by [`Global::check_log_url`]).
+    pub(crate) fn start(url: String, shutdown: CancellationToken) -> Self {
+        let last_error = Arc::new(Mutex::new(None));
+        let heard = Arc::clone(&last_error);
         let task = tokio::spawn(async move {
             // The URL was checked: only a cancel ends this without a log.
             open_log_when_reachable(&url, &shutdown, |e| {
                 tracing::info!(error = %e, "the event log does not answer yet; retrying");
+                *heard.lock().unwrap_or_else(PoisonError::into_inner) = Some(e.to_string());
             })
             .await
             .ok()
@@ -206,12 +212,13 @@ impl LogOpener {
         LogOpener {
             task: Some(task),
             log: None,
+            last_error,
         }
     }
 
     /// The log, once it answers; waiting at most `limit` (for ever with `None`). `None` if it has
     /// not answered by then, or we are stopping.
-    async fn wait(&mut self, limit: Option<Duration>) -> Option<Arc<dyn EventLog>> {
+    pub(crate) async fn wait(&mut self, limit: Option<Duration>) -> Option<Arc<dyn EventLog>> {
         if let Some(task) = self.task.as_mut() {
             let opened = match limit {
                 Some(limit) => match tokio::time::timeout(limit, &mut *task).await {
@@ -224,6 +231,19 @@ impl LogOpener {
             self.log = opened.ok().flatten();
         }
         self.log.clone()
+    }
+
+    /// Why the last try failed, for a message: ` (last try: ...)`, or nothing before the first
+    /// failure.
+    pub(crate) fn last_error(&self) -> String {
+        match &*self
+            .last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+        {
+            Some(e) => format!(" (last try: {e})"),
+            None => String::new(),
+        }
     }
 }
 
@@ -287,7 +307,8 @@ async fn relay_until_empty(
             eprintln!(
                 "{described} is not reachable: {waiting} accepted return(s) wait in User \
                  Support's outbox; retrying until it answers (Ctrl-C leaves them there, safe, for \
-                 the next run)"
+                 the next run){}",
+                log.last_error()
             );
             log.wait(None).await
         }

@@ -15,10 +15,11 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use returns_http::{intake_routes, json_fallbacks, require_token_for_writes, Intake, Token};
 use returns_services::intake::USER_SUPPORT;
-use returns_services::{open_log_when_reachable, spawn_team, ServiceError, TeamMetrics, TeamName};
+use returns_services::{spawn_team, ServiceError, TeamMetrics, TeamName};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::cmd::publish::LogOpener;
 use crate::config::Global;
 use crate::shutdown;
 
@@ -84,19 +85,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     let local = listener.local_addr().context("the listening address")?;
     let shutdown = shutdown::on_signal();
 
-    let opener = {
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            open_log_when_reachable(&url, &shutdown, |e| {
-                tracing::info!(error = %e, "the event log does not answer yet; retrying");
-            })
-            .await
-            .ok()
-            .flatten()
-        })
-    };
-    let mut opener = Some(opener);
-    let mut log = None;
+    let mut log = LogOpener::start(url, shutdown.clone());
     let data = match global.data_dir_without_log() {
         Some(dir) => dir,
         None => {
@@ -104,13 +93,8 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
                 "waiting for {described} to answer before serving: its stores are named by its \
                  cluster's id (hint: give --data DIR to take returns while the log is down)"
             );
-            let opened = opener.take().expect("not awaited yet").await;
-            match opened.ok().flatten() {
-                Some(opened) => {
-                    let dir = global.data_dir(opened.as_ref());
-                    log = Some(opened);
-                    dir
-                }
+            match log.wait(None).await {
+                Some(opened) => global.data_dir(opened.as_ref()),
                 None => return Ok(()),
             }
         }
@@ -136,19 +120,18 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     );
 
     // The log, then the relay and the teams.
-    if log.is_none() {
-        let mut task = opener.take().expect("not awaited yet");
-        log = match tokio::time::timeout(PATIENCE, &mut task).await {
-            Ok(opened) => opened.ok().flatten(),
-            Err(_) => {
-                eprintln!(
-                    "{described} is not reachable yet: returns are accepted and wait in User \
-                     Support's outbox; retrying until it answers"
-                );
-                task.await.ok().flatten()
-            }
-        };
-    }
+    let log = match log.wait(Some(PATIENCE)).await {
+        Some(opened) => Some(opened),
+        None if shutdown.is_cancelled() => None,
+        None => {
+            eprintln!(
+                "{described} is not reachable yet: returns are accepted and wait in User \
+                 Support's outbox; retrying until it answers{}",
+                log.last_error()
+            );
+            log.wait(None).await
+        }
+    };
     let stop_work = CancellationToken::new();
     let mut workers: Vec<(&'static str, JoinHandle<Result<(), ServiceError>>)> = Vec::new();
     if let Some(log) = &log {
