@@ -1,8 +1,11 @@
-//! `returns demo`: User Support publishes N returns while the four teams handle them; then a
+//! `returns demo`: User Support takes in N returns while the four teams handle them; then a
 //! report of what each team did.
+//!
+//! The returns go the way every return goes: accepted into User Support's store with their
+//! outgoing records (one transaction per chunk), then published by its relay.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -10,14 +13,17 @@ use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use returns_domain::Generator;
 use returns_eventlog::{team_group, EventLog, RETURN_ORDERS};
+use returns_services::intake::USER_SUPPORT;
 use returns_services::metrics::{new_histogram, Latency, TeamSnapshot};
-use returns_services::{spawn_team, Publisher, TeamMetrics, TeamName};
+use returns_services::{spawn_team, IntakeStore, Publisher, TeamMetrics, TeamName};
 use serde::Serialize;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::Global;
 use crate::shutdown;
 
-/// Requests per append.
+/// Requests per intake transaction.
 const PUBLISH_CHUNK: u64 = 2_000;
 
 #[derive(clap::Args, Debug)]
@@ -58,10 +64,24 @@ pub struct TeamReport {
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     let log = global.open_log().await?;
-    let publisher = Publisher::new(Arc::clone(&log));
-    let first_index = publisher.records_on_topic().await?;
+    let data = global.data_dir(log.as_ref());
+    let store = IntakeStore::open(&data)
+        .with_context(|| format!("cannot open User Support's store in {}", data.display()))?;
+    // Records left in the outbox by an earlier run go first; the generator continues after them.
+    let waiting = store.waiting()?;
+    let first_index = Publisher::new(Arc::clone(&log)).records_on_topic().await? + waiting;
     let shutdown = shutdown::on_signal();
     let stop_teams = shutdown.child_token();
+    let wake = Arc::new(Notify::new());
+    let relay_metrics = Arc::new(TeamMetrics::new(USER_SUPPORT));
+    let relay = store.relay(
+        Arc::clone(&log),
+        Arc::clone(&wake),
+        Arc::clone(&relay_metrics),
+    )?;
+    let stop_relay = CancellationToken::new();
+    let mut relay = tokio::spawn(relay.run(stop_relay.clone()));
+    let store = Arc::new(std::sync::Mutex::new(store));
 
     let metrics: Vec<(TeamName, Arc<TeamMetrics>)> = TeamName::ALL
         .iter()
@@ -74,7 +94,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
             spawn_team(
                 *team,
                 Arc::clone(&log),
-                global.data_dir(log.as_ref()),
+                data.clone(),
                 Arc::clone(m),
                 stop_teams.clone(),
             ),
@@ -89,10 +109,15 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
         let n = PUBLISH_CHUNK.min(args.returns - published);
         let start = first_index + published;
         let batch: Vec<_> = generator.requests(start..start + n).collect();
-        publisher
-            .publish(&batch)
-            .await
-            .context("publishing returns")?;
+        let intake = Arc::clone(&store);
+        tokio::task::spawn_blocking(move || {
+            let mut store = intake.lock().unwrap_or_else(PoisonError::into_inner);
+            store.accept(&batch)
+        })
+        .await
+        .context("accepting returns")?
+        .context("accepting returns into User Support's store")?;
+        wake.notify_one();
         published += n;
         bars.published.set_position(published);
         bars.tick(&metrics);
@@ -100,11 +125,25 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     let publish_secs = started.elapsed().as_secs_f64();
     bars.published.finish();
 
-    // Wait until every team has committed everything on the topic.
+    // Wait until the relay has published everything accepted and every team has committed
+    // everything on the topic.
+    let to_relay = waiting + published;
     loop {
         bars.tick(&metrics);
         if shutdown.is_cancelled() {
             break;
+        }
+        if relay.is_finished() {
+            stop_teams.cancel();
+            (&mut relay)
+                .await
+                .context("User Support's relay panicked")?
+                .context("User Support's relay failed")?;
+            bail!("User Support's relay stopped before publishing every return");
+        }
+        if relay_metrics.snapshot().relayed < to_relay {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
         }
         if let Some(i) = handles.iter().position(|(_, h)| h.is_finished()) {
             stop_teams.cancel();
@@ -125,6 +164,12 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let elapsed = started.elapsed();
+    // The relay empties the outbox before it stops; if the log fails meanwhile, the rest stays
+    // there for the next run.
+    stop_relay.cancel();
+    if let Err(e) = relay.await.context("User Support's relay panicked")? {
+        eprintln!("User Support's relay stopped with records left in its outbox: {e}");
+    }
     stop_teams.cancel();
     for (team, handle) in handles {
         handle
