@@ -179,8 +179,15 @@ fn a_file_of_v1_and_v2_lines_is_published_as_v2_and_a_bad_line_names_its_place()
     let (ok, _, stderr) = returns(dir.path(), &["publish", "--file", file.to_str().unwrap()]);
     assert!(!ok);
     assert!(
-        stderr.contains("requests.jsonl:2: not a valid returns.RefundRequest.v2")
+        stderr.contains("requests.jsonl:2: not a valid RefundRequest")
             && stderr.contains("reason.noticed"),
+        "{stderr}"
+    );
+    std::fs::write(&file, "{\"return_id\": \"x\"}\n").unwrap();
+    let (ok, _, stderr) = returns(dir.path(), &["publish", "--file", file.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("requests.jsonl:1") && stderr.contains("neither version 2"),
         "{stderr}"
     );
 }

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use returns_domain::{Generator, RefundRequest};
-use returns_eventlog::wire::{self, REFUND_REQUEST_DEFAULT_TYPE, REFUND_REQUEST_TYPE};
+use returns_eventlog::wire;
 use returns_eventlog::{EventLog, OutRecord, RETURN_ORDERS};
 use returns_services::intake::USER_SUPPORT;
 use returns_services::{open_log_when_reachable, Acceptance, IntakeStore, Publisher, TeamMetrics};
@@ -435,15 +435,8 @@ async fn publish_raw(global: &Global, path: &Path, json: bool) -> anyhow::Result
 fn read_requests(path: &Path) -> anyhow::Result<Vec<RefundRequest>> {
     let mut requests = Vec::new();
     for (n, line) in read_lines(path)? {
-        let object: serde_json::Value = serde_json::from_str(&line)
-            .with_context(|| format!("{}:{n}: not a JSON object", path.display()))?;
-        let version = if object.get("reason").is_some() {
-            REFUND_REQUEST_TYPE
-        } else {
-            REFUND_REQUEST_DEFAULT_TYPE
-        };
-        let req = wire::decode_refund_request_payload(version, line.as_bytes())
-            .with_context(|| format!("{}:{n}: not a valid {version}", path.display()))?;
+        let req = wire::decode_untyped_refund_request(line.as_bytes())
+            .with_context(|| format!("{}:{n}: not a valid RefundRequest", path.display()))?;
         requests.push(req);
     }
     Ok(requests)
