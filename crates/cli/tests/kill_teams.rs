@@ -119,7 +119,7 @@ async fn teams_killed_at_random_moments_end_with_one_effect_per_return_and_repla
                 .filter(|t| Some(teams.kills()[t]) == fewest)
                 .collect();
             if let Some(team) = least_killed.choose(&mut rng).copied() {
-                let behind = common::lag(&log, team).await;
+                let behind = common::lag(&log, team).await.expect("read a lag");
                 teams.kill_and_restart(team);
                 killable_at.insert(team, None);
                 kills.push((team, started.elapsed().as_secs_f64(), behind));

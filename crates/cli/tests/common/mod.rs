@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use returns_domain::{Accounting, Inventory, Manufacturing, Sales, Team};
-use returns_eventlog::{team_group, EventLog, RETURN_ORDERS};
+use returns_eventlog::{team_group, EventLog, LogError, RETURN_ORDERS};
 use returns_services::store::TeamStore;
 use serde_json::Value;
 
@@ -211,14 +211,15 @@ impl Teams {
     }
 }
 
-pub async fn lag(log: &Arc<dyn EventLog>, team: &str) -> u64 {
-    log.lag(&team_group(team), RETURN_ORDERS)
-        .await
-        .expect("read a group's lag")
+/// The team's lag on `returnOrders`. (An error is possible for a moment after a broker restart,
+/// while the client's metadata is stale.)
+pub async fn lag(log: &Arc<dyn EventLog>, team: &str) -> Result<u64, LogError> {
+    log.lag(&team_group(team), RETURN_ORDERS).await
 }
 
 /// Poll until every team's lag on `returnOrders` is 0, or panic at `deadline` naming the teams
-/// behind, with `context()` (the processes' logs) in the message.
+/// behind (or the last error reading a lag), with `context()` (the processes' logs) in the
+/// message.
 pub async fn wait_caught_up(
     log: &Arc<dyn EventLog>,
     deadline: Instant,
@@ -227,9 +228,10 @@ pub async fn wait_caught_up(
     loop {
         let mut behind = Vec::new();
         for team in TEAMS {
-            let l = lag(log, team).await;
-            if l > 0 {
-                behind.push(format!("{team}={l}"));
+            match lag(log, team).await {
+                Ok(0) => {}
+                Ok(l) => behind.push(format!("{team}={l}")),
+                Err(e) => behind.push(format!("{team}: {e}")),
             }
         }
         if behind.is_empty() {
@@ -332,14 +334,46 @@ pub fn assert_replay_matches(url: &str, data: &Path, returns: u64) -> Vec<Value>
     reports
 }
 
-/// `n` distinct TCP ports on 127.0.0.1 that were free a moment ago (bound to port 0 together,
-/// then released).
+/// `n` distinct TCP ports on 127.0.0.1 that were free a moment ago, below the kernel's range of
+/// ephemeral ports. (A port from that range, as binding port 0 gives, can be taken while the
+/// broker is down: a client retrying a connect to it may be handed that very port as its own
+/// source port, and a TCP connect from a port to itself succeeds. The clients then talk to
+/// themselves, and the broker cannot bind its port on restart.)
 pub fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0"))
-        .collect();
-    listeners
-        .iter()
+    let range =
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap_or_default();
+    let ephemeral_low: u16 = range
+        .split_whitespace()
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(32_768);
+    let (low, high) = (10_000u16, ephemeral_low.min(32_768));
+    assert!(
+        low + 1_000 < high,
+        "no room below the ephemeral ports ({range})"
+    );
+    // Start somewhere else in each test process, so two tests rarely try the same ports.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let spread = (std::process::id().wrapping_mul(7_919) ^ nanos) % u32::from(high - low);
+    let mut candidate = low + spread as u16;
+    let mut held = Vec::new();
+    for _ in 0..(high - low) {
+        candidate = if candidate + 1 >= high {
+            low
+        } else {
+            candidate + 1
+        };
+        if let Ok(listener) = TcpListener::bind(("127.0.0.1", candidate)) {
+            held.push(listener);
+            if held.len() == n {
+                break;
+            }
+        }
+    }
+    assert_eq!(held.len(), n, "{n} free ports between {low} and {high}");
+    held.iter()
         .map(|l| l.local_addr().expect("local addr").port())
         .collect()
 }
