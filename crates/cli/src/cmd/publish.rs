@@ -341,7 +341,9 @@ async fn relay_until_empty(
         if task.is_finished() || shutdown.is_cancelled() {
             break;
         }
-        if relayed >= waiting && blocking(store, IntakeStore::waiting).await? == 0 {
+        // Empty is the end, whoever emptied it: another process's relay on the same outbox may
+        // have sent some of these, so this relay's own count need not reach `waiting`.
+        if blocking(store, IntakeStore::waiting).await? == 0 {
             break;
         }
         tokio::select! {
