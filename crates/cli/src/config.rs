@@ -12,7 +12,8 @@ pub struct Global {
     pub data: Option<PathBuf>,
     /// The event log: sqlite://DIR/log.db (default: sqlite://<data>/log.db) or
     /// kafka://HOST:PORT[?partitions=N&namespace=NS&<librdkafka setting>=VALUE...].
-    #[arg(long, global = true, env = "RETURNS_LOG")]
+    /// (`--help` does not show the environment's value: it may hold a password.)
+    #[arg(long, global = true, env = "RETURNS_LOG", hide_env_values = true)]
     pub log: Option<String>,
 }
 

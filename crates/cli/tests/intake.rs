@@ -637,3 +637,27 @@ fn serve_takes_returns_while_the_log_is_unreachable_and_keeps_them_over_a_restar
     assert!(server.terminate(), "{}", server.stderr());
     assert_eq!(waiting(&data), 0);
 }
+
+/// `--help` names the environment variables but never shows their values: the log URL may hold
+/// a password and the token is one.
+#[test]
+fn help_never_shows_a_secret_from_the_environment() {
+    for command in ["serve", "publish"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_returns"))
+            .args([command, "--help"])
+            .env(
+                "RETURNS_LOG",
+                "kafka://127.0.0.1:1?sasl.password=pw-in-the-env",
+            )
+            .env("RETURNS_TOKEN", TOKEN)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let help = text(&out.stdout);
+        assert!(help.contains("RETURNS_LOG"), "{help}");
+        assert!(
+            !help.contains("pw-in-the-env") && !help.contains(TOKEN),
+            "{help}"
+        );
+    }
+}
