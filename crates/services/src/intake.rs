@@ -167,6 +167,13 @@ impl IntakeStore {
         self.count("SELECT COUNT(*) FROM outbox")
     }
 
+    /// Whether no accepted return waits for the log (cheap, unlike counting them).
+    pub fn nothing_waiting(&self) -> Result<bool, ServiceError> {
+        self.conn
+            .query_row("SELECT NOT EXISTS (SELECT 1 FROM outbox)", [], |r| r.get(0))
+            .map_err(self.err())
+    }
+
     fn count(&self, sql: &str) -> Result<u64, ServiceError> {
         self.conn
             .query_row(sql, [], |r| r.get::<_, i64>(0))
@@ -261,6 +268,7 @@ mod tests {
             4,
             "one record per return, never two"
         );
+        assert!(!store.nothing_waiting().unwrap());
         assert_eq!(
             store.accepted(&requests[0].return_id.to_string()).unwrap(),
             Some(first[0].event_id.clone())

@@ -137,7 +137,14 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
                 .collect()
         }
     };
-    let answers = accept(&store, requests).await?;
+    // With the log already open, the relay publishes while the rest is still being accepted.
+    let mut relaying = None;
+    if !args.no_wait {
+        if let Some(opened) = log.wait(Some(Duration::ZERO)).await {
+            relaying = Some(Relaying::start(&store, opened)?);
+        }
+    }
+    let answers = accept(&store, requests, relaying.as_ref()).await?;
     let accepted = answers.iter().filter(|a| !a.duplicate).count() as u64;
     let duplicates = answers.len() as u64 - accepted;
     let waiting = blocking(&store, IntakeStore::waiting).await?;
@@ -153,7 +160,12 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     let published = if args.no_wait {
         0
     } else {
-        relay_until_empty(&mut log, &store, waiting, &described, args.json, &shutdown).await?
+        let run = RelayRun {
+            described: &described,
+            quiet: args.json,
+            shutdown: &shutdown,
+        };
+        relay_until_empty(&mut log, &store, relaying, waiting, run).await?
     };
     let waiting = blocking(&store, IntakeStore::waiting).await?;
     if args.json {
@@ -273,6 +285,7 @@ async fn generator_start(
 async fn accept(
     store: &Arc<Mutex<IntakeStore>>,
     requests: Vec<RefundRequest>,
+    relaying: Option<&Relaying>,
 ) -> anyhow::Result<Vec<Acceptance>> {
     let mut answers = Vec::with_capacity(requests.len());
     for chunk in requests.chunks(ACCEPT_CHUNK) {
@@ -283,45 +296,88 @@ async fn accept(
             .context("accepting returns")?
             .context("accepting returns into User Support's store")?;
         answers.append(&mut accepted);
+        if let Some(relaying) = relaying {
+            relaying.wake.notify_one();
+        }
     }
     Ok(answers)
 }
 
-/// Run the relay until the outbox is empty, or until Ctrl-C (then the rest stays in the
-/// outbox). Returns how many records it appended.
+/// User Support's relay, running.
+struct Relaying {
+    task: JoinHandle<Result<(), returns_services::ServiceError>>,
+    stop: CancellationToken,
+    wake: Arc<Notify>,
+    metrics: Arc<TeamMetrics>,
+}
+
+impl Relaying {
+    fn start(store: &Mutex<IntakeStore>, log: Arc<dyn EventLog>) -> anyhow::Result<Relaying> {
+        let metrics = Arc::new(TeamMetrics::new(USER_SUPPORT));
+        let wake = Arc::new(Notify::new());
+        let relay = lock(store).relay(log, Arc::clone(&wake), Arc::clone(&metrics))?;
+        let stop = CancellationToken::new();
+        Ok(Relaying {
+            task: tokio::spawn(relay.run(stop.clone())),
+            stop,
+            wake,
+            metrics,
+        })
+    }
+}
+
+/// How `relay_until_empty` talks and stops.
+struct RelayRun<'a> {
+    described: &'a str,
+    quiet: bool,
+    shutdown: &'a CancellationToken,
+}
+
+/// Run the relay (`relaying`, or one started once the log answers) until the outbox is empty,
+/// or until Ctrl-C (then the rest stays in the outbox). Returns how many records it appended.
 async fn relay_until_empty(
     log: &mut LogOpener,
     store: &Arc<Mutex<IntakeStore>>,
+    relaying: Option<Relaying>,
     waiting: u64,
-    described: &str,
-    quiet: bool,
-    shutdown: &CancellationToken,
+    run: RelayRun<'_>,
 ) -> anyhow::Result<u64> {
-    if waiting == 0 {
-        return Ok(0);
-    }
-    let opened = match log.wait(Some(PATIENCE)).await {
-        Some(opened) => Some(opened),
-        None if shutdown.is_cancelled() => None,
+    let RelayRun {
+        described,
+        quiet,
+        shutdown,
+    } = run;
+    let relaying = match relaying {
+        Some(relaying) => relaying,
+        None if waiting == 0 => return Ok(0),
         None => {
-            eprintln!(
-                "{described} is not reachable: {waiting} accepted return(s) wait in User \
-                 Support's outbox; retrying until it answers (Ctrl-C leaves them there, safe, for \
-                 the next run){}",
-                log.last_error()
-            );
-            log.wait(None).await
+            let opened = match log.wait(Some(PATIENCE)).await {
+                Some(opened) => Some(opened),
+                None if shutdown.is_cancelled() => None,
+                None => {
+                    eprintln!(
+                        "{described} is not reachable: {waiting} accepted return(s) wait in User \
+                         Support's outbox; retrying until it answers (Ctrl-C leaves them there, \
+                         safe, for the next run){}",
+                        log.last_error()
+                    );
+                    log.wait(None).await
+                }
+            };
+            let Some(opened) = opened else {
+                return Ok(0);
+            };
+            Relaying::start(store, opened)?
         }
     };
-    let Some(opened) = opened else {
-        return Ok(0);
-    };
-
-    let metrics = Arc::new(TeamMetrics::new(USER_SUPPORT));
-    let relay = lock(store).relay(opened, Arc::new(Notify::new()), Arc::clone(&metrics))?;
-    let stop_relay = CancellationToken::new();
-    let mut task = tokio::spawn(relay.run(stop_relay.clone()));
-    let bar = progress(waiting, quiet);
+    let Relaying {
+        mut task,
+        stop: stop_relay,
+        metrics,
+        ..
+    } = relaying;
+    let done_before = metrics.snapshot().relayed;
+    let bar = progress(done_before + waiting, quiet);
     let mut last_progress = (0, Instant::now());
     let mut said_stalled = false;
     loop {
@@ -343,7 +399,7 @@ async fn relay_until_empty(
         }
         // Empty is the end, whoever emptied it: another process's relay on the same outbox may
         // have sent some of these, so this relay's own count need not reach `waiting`.
-        if blocking(store, IntakeStore::waiting).await? == 0 {
+        if blocking(store, IntakeStore::nothing_waiting).await? {
             break;
         }
         tokio::select! {
