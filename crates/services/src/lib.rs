@@ -37,6 +37,6 @@ pub use projection::{Projection, ProjectionRunner, ViewStore};
 pub use publisher::Publisher;
 pub use schedule::{FaultPlan, RunClock, TeamFaultState};
 pub use store::TeamStore;
-pub use team_service::{TeamConfig, TeamService};
 pub use team_service::RetryPolicy;
+pub use team_service::{TeamConfig, TeamService};
 pub use teams::{open_store_view, spawn_team, spawn_team_scheduled, StoreView, TeamName};
