@@ -579,8 +579,11 @@ impl rdkafka::ClientContext for ReaderContext {
         );
         if end_of_partition {
             tracing::debug!(%reason, "reader reached the end of a partition");
+        } else if is_transient(&error) {
+            // A broker that is down is reported by the call that needed it; once is enough.
+            tracing::debug!(%error, %reason, "kafka reader: transient error");
         } else {
-            tracing::error!(%error, %reason, "kafka reader error");
+            tracing::warn!(%error, %reason, "kafka reader error");
         }
     }
 }

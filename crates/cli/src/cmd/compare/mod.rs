@@ -92,9 +92,10 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     let trad_dir = base.join("traditional");
     let es_dir = base.join("event-sourced");
     let url = log_url(global.log.as_deref(), &es_dir, &run_id);
+    // The error names the log without its secrets (the URL may carry a password).
     let log = returns_eventlog::open(&url)
         .await
-        .with_context(|| format!("cannot open the event log {url}"))?;
+        .map_err(|e| global.log_error(e))?;
     let interrupted = shutdown::on_signal();
     let comparison = Runner {
         args: &args,
