@@ -9,6 +9,11 @@
 //!   serves one endpoint that User Support calls for every return, and answers with the team's
 //!   decision.
 //!
+//! - **The read side**, `GET /returns/{id}`, `/teams`, `/stats`, `/metrics`, `/healthz`
+//!   ([`api`]): the status and analytics views, the log and the teams' counters, as JSON
+//!   (Prometheus text for `/metrics`). `docs/openapi.json` documents every route of `returns
+//!   serve`.
+//!
 //! Every router comes in two forms: `*_routes` without fallbacks, which merge
 //! (`Router::merge`), and `*_router`, the same inside [`json_fallbacks`]. A server that merges
 //! several puts [`json_fallbacks`] around the whole, then, off loopback,
@@ -59,6 +64,7 @@
 //! The store is a blocking SQLite connection, so each team keeps one behind a mutex and calls
 //! it on tokio's blocking pool.
 
+pub mod api;
 pub mod auth;
 pub mod body;
 mod error;
@@ -66,6 +72,7 @@ pub mod intake;
 pub mod orchestrator;
 mod team;
 
+pub use api::{api_routes, Api, ROUTES};
 pub use auth::{listen, needs_token, require_token_for_writes, ListenError, Token};
 pub use error::{ErrorBody, ErrorDetail, HttpError};
 pub use intake::{intake_router, intake_routes, Accepted, Intake, RETURNS_PATH};

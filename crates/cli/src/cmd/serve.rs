@@ -1,5 +1,7 @@
 //! `returns serve`: User Support's intake (`POST /returns`), its relay, and the five teams, in
-//! one process, until SIGINT or SIGTERM.
+//! one process, until SIGINT or SIGTERM; with them, once the log answers, User Support's status
+//! view and the analytics view, followed continuously, and the read side of the API
+//! (`GET /returns/{id}`, `/teams`, `/stats`, `/metrics`, `/healthz`; see `returns_http::api`).
 //!
 //! The intake takes returns as soon as it listens, even while the log is down: they are accepted
 //! into User Support's store and wait in its outbox. The log is opened in the background,
@@ -13,9 +15,13 @@ use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use returns_http::{intake_routes, json_fallbacks, require_token_for_writes, Intake, Token};
+use returns_http::{
+    api_routes, intake_routes, json_fallbacks, require_token_for_writes, Api, Intake, Token,
+};
+use returns_services::analytics::Analytics;
 use returns_services::intake::USER_SUPPORT;
-use returns_services::{spawn_team, ServiceError, TeamMetrics, TeamName};
+use returns_services::status::StatusView;
+use returns_services::{spawn_team, ProjectionRunner, ServiceError, TeamMetrics, TeamName};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -101,7 +107,17 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     };
     let intake = Intake::open(&data)
         .with_context(|| format!("cannot open User Support's store in {}", data.display()))?;
-    let mut app = json_fallbacks(intake_routes(intake.clone()));
+    let teams: Vec<(TeamName, Arc<TeamMetrics>)> = TeamName::EVERY
+        .into_iter()
+        .map(|team| (team, Arc::new(TeamMetrics::new(team.as_str()))))
+        .collect();
+    let api = Api::new(
+        data.clone(),
+        described.clone(),
+        teams.iter().map(|(_, m)| Arc::clone(m)).collect(),
+        intake.clone(),
+    );
+    let mut app = json_fallbacks(intake_routes(intake.clone()).merge(api_routes(api.clone())));
     let guarded = token.is_some();
     if let Some(token) = token {
         app = require_token_for_writes(app, token);
@@ -109,7 +125,8 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     let stop_http = CancellationToken::new();
     let mut http = tokio::spawn(returns_http::serve(listener, app, stop_http.clone()));
     eprintln!(
-        "listening on http://{local}: POST {} ({}); log {described}; stores in {}",
+        "listening on http://{local}: POST {} ({}), GET /returns/{{id}} /teams /stats /metrics \
+         /healthz; log {described}; stores in {}",
         returns_http::RETURNS_PATH,
         if guarded {
             "writes need the token"
@@ -145,19 +162,30 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
                 Arc::new(TeamMetrics::new(USER_SUPPORT)),
             )?;
         workers.push((USER_SUPPORT, tokio::spawn(relay.run(stop_work.clone()))));
-        for team in TeamName::EVERY {
-            let metrics = Arc::new(TeamMetrics::new(team.as_str()));
+        for (team, metrics) in &teams {
             let task = spawn_team(
-                team,
+                *team,
                 Arc::clone(log),
                 data.clone(),
-                metrics,
+                Arc::clone(metrics),
                 stop_work.clone(),
             );
             workers.push((team.as_str(), task));
         }
+        // The views the read side answers from, followed rather than caught up per request.
+        let status = ProjectionRunner::<StatusView>::new(Arc::clone(log), data.clone());
+        workers.push((
+            "the status view",
+            tokio::spawn(status.run(stop_work.clone())),
+        ));
+        let analytics = ProjectionRunner::<Analytics>::new(Arc::clone(log), data.clone());
+        workers.push((
+            "the analytics view",
+            tokio::spawn(analytics.run(stop_work.clone())),
+        ));
+        api.log_opened(Arc::clone(log));
         eprintln!(
-            "{} answers: publishing accepted returns; the five teams run",
+            "{} answers: publishing accepted returns; the five teams and the two views run",
             log.describe()
         );
     }

@@ -1,0 +1,442 @@
+//! The read side of `returns serve`: `GET /returns/{id}`, `/teams`, `/stats`, `/metrics` and
+//! `/healthz`, documented with `POST /returns` in `docs/openapi.json`.
+//!
+//! Everything here reads; nothing here decides. A return's status comes from User Support's
+//! status view and the statistics from the analytics view: `returns serve` runs both views
+//! continuously ([`ProjectionRunner::run`](returns_services::ProjectionRunner::run)), so an
+//! answer is as fresh as the view's last poll (a fraction of a second behind the log) and costs
+//! no catch-up. A return this server accepted whose request the view has not read yet is
+//! answered as pending, never as unknown. The audit timeline is read straight from the log
+//! ([`timeline`]); the teams' counts come from their in-memory [`TeamMetrics`] (this run) and
+//! their positions and lag from the log (durable).
+//!
+//! Until the log answers, `/returns/{id}`, `/teams` and `/metrics` answer 503 `unavailable`,
+//! and `/healthz` answers 503. `/stats` reads only the analytics view's file.
+
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock, PoisonError};
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use returns_domain::ReturnId;
+use returns_eventlog::{team_group, EventLog, RETURN_ORDERS};
+use returns_services::analytics::{AnalyticsStore, Stats};
+use returns_services::audit::{timeline, AuditEntry};
+use returns_services::projection::REACTING_TEAMS;
+use returns_services::status::{ReturnStatus, Status, StatusStore, TeamStatus};
+use returns_services::{ServiceError, TeamMetrics};
+use serde::Serialize;
+
+use crate::{ErrorBody, ErrorDetail, Intake, RETURNS_PATH};
+
+/// `GET` one return's status and timeline.
+pub const RETURN_PATH: &str = "/returns/{id}";
+pub const TEAMS_PATH: &str = "/teams";
+pub const STATS_PATH: &str = "/stats";
+pub const METRICS_PATH: &str = "/metrics";
+pub const HEALTHZ_PATH: &str = "/healthz";
+
+/// Every route `returns serve` answers, as (method, path): the OpenAPI test checks the file
+/// against this list and against the server.
+pub const ROUTES: [(&str, &str); 6] = [
+    ("POST", RETURNS_PATH),
+    ("GET", RETURN_PATH),
+    ("GET", TEAMS_PATH),
+    ("GET", STATS_PATH),
+    ("GET", METRICS_PATH),
+    ("GET", HEALTHZ_PATH),
+];
+
+/// The Prometheus text exposition format's content type.
+pub const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// How long `/healthz` waits for the log.
+const HEALTH_PATIENCE: Duration = Duration::from_secs(2);
+
+/// What the read side reads: the data directory (the views' files), the log once it answers,
+/// the teams' counters, and User Support's intake.
+#[derive(Clone)]
+pub struct Api {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    data_dir: PathBuf,
+    described: String,
+    log: OnceLock<Arc<dyn EventLog>>,
+    teams: Vec<Arc<TeamMetrics>>,
+    intake: Intake,
+}
+
+impl Api {
+    /// `described` names the log (without secrets) until it is open.
+    pub fn new(
+        data_dir: PathBuf,
+        described: String,
+        teams: Vec<Arc<TeamMetrics>>,
+        intake: Intake,
+    ) -> Api {
+        Api {
+            inner: Arc::new(Inner {
+                data_dir,
+                described,
+                log: OnceLock::new(),
+                teams,
+                intake,
+            }),
+        }
+    }
+
+    /// The log answered: from now on the routes that need it read it.
+    pub fn log_opened(&self, log: Arc<dyn EventLog>) {
+        let _ = self.inner.log.set(log);
+    }
+
+    fn log(&self) -> Result<Arc<dyn EventLog>, ApiError> {
+        self.inner
+            .log
+            .get()
+            .cloned()
+            .ok_or_else(|| ApiError::Unavailable(self.inner.described.clone()))
+    }
+}
+
+/// The read routes, without fallbacks (merge them, then put [`crate::json_fallbacks`] around).
+pub fn api_routes(api: Api) -> Router {
+    Router::new()
+        .route(RETURN_PATH, get(return_status))
+        .route(TEAMS_PATH, get(teams))
+        .route(STATS_PATH, get(stats))
+        .route(METRICS_PATH, get(metrics))
+        .route(HEALTHZ_PATH, get(healthz))
+        .with_state(api)
+}
+
+/// Why a read got no answer, in the shape of every error: `{"error": {kind, field, message}}`.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("`{0}` is not a return id (expected the request's return_id, a UUID)")]
+    InvalidReturnId(String),
+    #[error("no return {0} is known here: neither accepted by this server nor read from the log")]
+    ReturnNotFound(String),
+    #[error("the log {0} is not reachable yet")]
+    Unavailable(String),
+    #[error("the log did not answer: {0}")]
+    Log(String),
+    /// A view's store failed; the cause (which names the file) goes to the server's log.
+    #[error("the {0} could not be read; the cause is in the server's log")]
+    Store(&'static str, #[source] ServiceError),
+}
+
+impl ApiError {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ApiError::InvalidReturnId(_) => "invalid_field",
+            ApiError::ReturnNotFound(_) => "return_not_found",
+            ApiError::Unavailable(_) | ApiError::Log(_) => "unavailable",
+            ApiError::Store(..) => "store_failed",
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::InvalidReturnId(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::ReturnNotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Unavailable(_) | ApiError::Log(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Store(..) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let ApiError::Store(what, cause) = &self {
+            tracing::error!(error = %cause, "reading the {what} failed");
+        }
+        let body = ErrorBody {
+            error: ErrorDetail {
+                kind: self.kind().to_string(),
+                field: matches!(self, ApiError::InvalidReturnId(_)).then(|| "id".to_string()),
+                message: self.to_string(),
+            },
+        };
+        (self.status(), Json(body)).into_response()
+    }
+}
+
+/// `GET /returns/{id}`: the status view's answer and the log's timeline.
+#[derive(Debug, Serialize)]
+pub struct ReturnAnswer {
+    #[serde(flatten)]
+    pub status: ReturnStatus,
+    /// Everything the log holds about the return, in causal order.
+    pub timeline: Vec<AuditEntry>,
+}
+
+async fn return_status(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+) -> Result<Json<ReturnAnswer>, ApiError> {
+    let return_id: ReturnId = id
+        .parse()
+        .map_err(|_| ApiError::InvalidReturnId(id.chars().take(80).collect()))?;
+    let log = api.log()?;
+    let (dir, intake) = (api.inner.data_dir.clone(), api.inner.intake.store());
+    let key = return_id.to_string();
+    let (seen, accepted) = tokio::task::spawn_blocking(move || {
+        let seen = StatusStore::open(&dir)?.status(&return_id)?;
+        let accepted = match seen {
+            Some(_) => false,
+            None => intake
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .accepted(&key)?
+                .is_some(),
+        };
+        Ok::<_, ServiceError>((seen, accepted))
+    })
+    .await
+    .map_err(|_| ApiError::Store("status view", ServiceError::Task("status view")))?
+    .map_err(|e| ApiError::Store("status view", e))?;
+    let status = match seen {
+        Some(status) => status,
+        // Accepted here, not read by the view yet: every team is still to decide.
+        None if accepted => ReturnStatus {
+            return_id: return_id.to_string(),
+            request: None,
+            unreadable_request: None,
+            teams: REACTING_TEAMS
+                .iter()
+                .map(|team| TeamStatus {
+                    team,
+                    status: Status::Pending,
+                    decision: None,
+                })
+                .collect(),
+            complete: false,
+        },
+        None => return Err(ApiError::ReturnNotFound(return_id.to_string())),
+    };
+    let timeline = timeline(log.as_ref(), &return_id.to_string())
+        .await
+        .map_err(|e| ApiError::Log(e.to_string()))?;
+    Ok(Json(ReturnAnswer { status, timeline }))
+}
+
+/// `GET /teams`.
+#[derive(Debug, Serialize)]
+pub struct TeamsAnswer {
+    pub log: String,
+    /// Records on `returnOrders`, all partitions together.
+    pub end: u64,
+    pub teams: Vec<TeamRow>,
+}
+
+/// One team: where its group stands on `returnOrders` (durable) and what it did this run.
+#[derive(Debug, Serialize)]
+pub struct TeamRow {
+    pub team: &'static str,
+    pub group: String,
+    /// Committed offsets on `returnOrders`, summed over partitions.
+    pub position: u64,
+    /// Records on `returnOrders` the group has not committed yet.
+    pub lag: u64,
+    /// Events handled by this process (decided or dead-lettered), duplicates excluded.
+    pub processed: u64,
+    /// Of those decided, the rejections (business reasons).
+    pub rejected: u64,
+    pub duplicates: u64,
+    pub dead_lettered: u64,
+}
+
+async fn team_rows(api: &Api) -> Result<TeamsAnswer, ApiError> {
+    let log = api.log()?;
+    let failed = |e: returns_eventlog::LogError| ApiError::Log(e.to_string());
+    let ends = log.end_offsets(RETURN_ORDERS).await.map_err(failed)?;
+    let mut teams = Vec::new();
+    for metrics in &api.inner.teams {
+        let group = team_group(metrics.team);
+        let committed = log.committed(&group, RETURN_ORDERS).await.map_err(failed)?;
+        let at = |p: usize| committed.get(p).copied().unwrap_or(0);
+        let snapshot = metrics.snapshot();
+        teams.push(TeamRow {
+            team: metrics.team,
+            position: committed.iter().sum(),
+            lag: ends
+                .iter()
+                .enumerate()
+                .map(|(p, end)| end.saturating_sub(at(p)))
+                .sum(),
+            group,
+            processed: snapshot.processed,
+            rejected: snapshot.rejections,
+            duplicates: snapshot.duplicates_skipped,
+            dead_lettered: snapshot.dead_lettered,
+        });
+    }
+    Ok(TeamsAnswer {
+        log: log.describe(),
+        end: ends.iter().sum(),
+        teams,
+    })
+}
+
+async fn teams(State(api): State<Api>) -> Result<Json<TeamsAnswer>, ApiError> {
+    team_rows(&api).await.map(Json)
+}
+
+/// `GET /stats`: what `returns stats --json` reports, less its catch-up (the view runs
+/// continuously here).
+#[derive(Debug, Serialize)]
+pub struct StatsAnswer {
+    pub log: String,
+    #[serde(flatten)]
+    pub stats: Stats,
+}
+
+async fn stats(State(api): State<Api>) -> Result<Json<StatsAnswer>, ApiError> {
+    let dir = api.inner.data_dir.clone();
+    let stats = tokio::task::spawn_blocking(move || AnalyticsStore::open(&dir)?.stats())
+        .await
+        .map_err(|_| ApiError::Store("analytics view", ServiceError::Task("analytics view")))?
+        .map_err(|e| ApiError::Store("analytics view", e))?;
+    let log = match api.inner.log.get() {
+        Some(log) => log.describe(),
+        None => api.inner.described.clone(),
+    };
+    Ok(Json(StatsAnswer { log, stats }))
+}
+
+async fn metrics(State(api): State<Api>) -> Result<Response, ApiError> {
+    let answer = team_rows(&api).await?;
+    Ok((
+        [(header::CONTENT_TYPE, PROMETHEUS_TEXT)],
+        prometheus_text(&answer.teams),
+    )
+        .into_response())
+}
+
+/// The teams' rows in the Prometheus text exposition format (version 0.0.4).
+pub fn prometheus_text(rows: &[TeamRow]) -> String {
+    type Metric = (
+        &'static str,
+        &'static str,
+        &'static str,
+        fn(&TeamRow) -> u64,
+    );
+    const METRICS: [Metric; 5] = [
+        (
+            "returns_team_handled_total",
+            "counter",
+            "Events of returnOrders the team handled in this process (decided or dead-lettered), duplicates excluded.",
+            |r| r.processed,
+        ),
+        (
+            "returns_team_rejected_total",
+            "counter",
+            "Returns the team rejected for a business reason in this process.",
+            |r| r.rejected,
+        ),
+        (
+            "returns_team_dead_lettered_total",
+            "counter",
+            "Records the team could not read and dead-lettered in this process.",
+            |r| r.dead_lettered,
+        ),
+        (
+            "returns_team_duplicates_total",
+            "counter",
+            "Redelivered events the team skipped as already handled, in this process.",
+            |r| r.duplicates,
+        ),
+        (
+            "returns_team_lag",
+            "gauge",
+            "Records on returnOrders the team's consumer group has not committed yet.",
+            |r| r.lag,
+        ),
+    ];
+    let mut out = String::new();
+    for (name, kind, help, value) in METRICS {
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+        for row in rows {
+            // Team names are lower-case words: nothing to escape in a label value.
+            out.push_str(&format!("{name}{{team=\"{}\"}} {}\n", row.team, value(row)));
+        }
+    }
+    out
+}
+
+/// `GET /healthz`.
+#[derive(Debug, Serialize)]
+pub struct Health {
+    /// `ok`, or `unavailable`.
+    pub status: &'static str,
+    /// The log, as it describes itself (never with secrets).
+    pub log: String,
+    /// Why the log is not healthy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+async fn healthz(State(api): State<Api>) -> (StatusCode, Json<Health>) {
+    let unhealthy = |log: String, error: String| {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(Health {
+                status: "unavailable",
+                log,
+                error: Some(error),
+            }),
+        )
+    };
+    let log = match api.log() {
+        Ok(log) => log,
+        Err(e) => return unhealthy(api.inner.described.clone(), e.to_string()),
+    };
+    match tokio::time::timeout(HEALTH_PATIENCE, log.end_offsets(RETURN_ORDERS)).await {
+        Ok(Ok(_)) => (
+            StatusCode::OK,
+            Json(Health {
+                status: "ok",
+                log: log.describe(),
+                error: None,
+            }),
+        ),
+        Ok(Err(e)) => unhealthy(log.describe(), e.to_string()),
+        Err(_) => unhealthy(
+            log.describe(),
+            format!("no answer within {} s", HEALTH_PATIENCE.as_secs()),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prometheus_text_has_help_type_and_one_sample_per_team() {
+        let row = |team, lag| TeamRow {
+            team,
+            group: team_group(team),
+            position: 7,
+            lag,
+            processed: 5,
+            rejected: 1,
+            duplicates: 2,
+            dead_lettered: 0,
+        };
+        let text = prometheus_text(&[row("sales", 0), row("inventory", 3)]);
+        assert!(text.contains("# TYPE returns_team_lag gauge\n"), "{text}");
+        assert!(text.contains("# TYPE returns_team_handled_total counter\n"));
+        assert!(text.contains("returns_team_lag{team=\"inventory\"} 3\n"));
+        assert!(text.contains("returns_team_duplicates_total{team=\"sales\"} 2\n"));
+        assert_eq!(text.lines().filter(|l| l.starts_with("# HELP")).count(), 5);
+        assert_eq!(text.lines().filter(|l| !l.starts_with('#')).count(), 10);
+    }
+}
