@@ -23,7 +23,6 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -57,14 +56,14 @@ pub struct KafkaLog {
 
 pub(crate) struct Shared {
     pub(crate) config: KafkaConfig,
-    producer: FutureProducer,
-    admin: AdminClient<DefaultClientContext>,
+    producer: FutureProducer<LogContext>,
+    admin: AdminClient<LogContext>,
     /// A consumer with no group: metadata, end offsets.
-    meta: BaseConsumer,
+    meta: BaseConsumer<LogContext>,
     /// A consumer outside any group for `read`, reassigned on each call.
-    reader: Mutex<BaseConsumer<ReaderContext>>,
+    reader: Mutex<BaseConsumer<LogContext>>,
     /// One group-bound consumer per group asked about in `committed` (never subscribed).
-    offsets: Mutex<HashMap<String, Arc<BaseConsumer>>>,
+    offsets: Mutex<HashMap<String, Arc<BaseConsumer<LogContext>>>>,
     /// Partition counts of the topics seen ready, so `append`, `lag` and `read` ask the
     /// cluster for metadata once per topic, not on every call. A partition added to a topic
     /// later by someone else is seen after a restart.
@@ -126,19 +125,20 @@ fn client_config(config: &KafkaConfig, kind: ClientKind, ours: &[(&str, &str)]) 
 impl KafkaLog {
     /// Connect to the cluster and check that it answers.
     pub async fn open(config: KafkaConfig) -> Result<Self, LogError> {
-        let producer: FutureProducer = client_config(&config, ClientKind::Producer, PRODUCER)
-            .create()
-            .map_err(kafka_err("producer setup"))?;
+        let producer: FutureProducer<LogContext> =
+            client_config(&config, ClientKind::Producer, PRODUCER)
+                .create_with_context(LogContext)
+                .map_err(kafka_err("producer setup"))?;
         let admin = client_config(&config, ClientKind::Admin, &[])
-            .create()
+            .create_with_context(LogContext)
             .map_err(kafka_err("admin client setup"))?;
-        let meta: BaseConsumer = client_config(&config, ClientKind::Consumer, &[])
-            .create()
+        let meta: BaseConsumer<LogContext> = client_config(&config, ClientKind::Consumer, &[])
+            .create_with_context(LogContext)
             .map_err(kafka_err("consumer setup"))?;
         // librdkafka assigns partitions only on a consumer with a group id; this one never
         // joins its group and never commits, so the id is a throwaway.
         let reader_group = format!("returns.reader.{}", uuid::Uuid::new_v4().simple());
-        let reader: BaseConsumer<ReaderContext> = client_config(
+        let reader: BaseConsumer<LogContext> = client_config(
             &config,
             ClientKind::Consumer,
             &[
@@ -150,7 +150,7 @@ impl KafkaLog {
                 ("fetch.wait.max.ms", "10"),
             ],
         )
-        .create_with_context(ReaderContext)
+        .create_with_context(LogContext)
         .map_err(kafka_err("consumer setup"))?;
         let shared = Arc::new(Shared {
             config,
@@ -327,7 +327,7 @@ impl Shared {
             match offsets.get(group) {
                 Some(c) => Arc::clone(c),
                 None => {
-                    let c: BaseConsumer = client_config(
+                    let c: BaseConsumer<LogContext> = client_config(
                         &self.config,
                         ClientKind::Consumer,
                         &[
@@ -335,7 +335,7 @@ impl Shared {
                             ("enable.auto.commit", "false"),
                         ],
                     )
-                    .create()
+                    .create_with_context(LogContext)
                     .map_err(kafka_err("consumer setup"))?;
                     let c = Arc::new(c);
                     offsets.insert(group.to_string(), Arc::clone(&c));
@@ -557,7 +557,7 @@ pub fn kafka_headers(headers: &[(String, String)]) -> OwnedHeaders {
 /// Take the reader off its partitions and drop whatever it still had queued (records, and
 /// end-of-partition events that name only a partition number), so none of it reaches the next
 /// read. Bounded: a queue holds at most what was fetched.
-fn unassign_and_drain(reader: &BaseConsumer<ReaderContext>) {
+fn unassign_and_drain(reader: &BaseConsumer<LogContext>) {
     let _ = reader.unassign();
     for _ in 0..100_000 {
         if reader.poll(Duration::ZERO).is_none() {
@@ -566,29 +566,33 @@ fn unassign_and_drain(reader: &BaseConsumer<ReaderContext>) {
     }
 }
 
-/// The group-less reader's context: reaching the end of a partition is how a read ends, not an
-/// error. librdkafka sometimes reports it as a client-wide error event (for a partition of an
-/// earlier read), which the default context would log as an error.
-pub(crate) struct ReaderContext;
+/// Every client's context but a group member's: it logs what librdkafka reports client-wide.
+/// Reaching the end of a partition is how a read ends, not an error (librdkafka sometimes reports
+/// it client-wide, for a partition of an earlier read). A transient error (a broker that is down)
+/// is what the call that needed the broker reports, with the cause and a hint; logging it again
+/// for every client and every retry would bury that message.
+pub(crate) struct LogContext;
 
-impl rdkafka::ClientContext for ReaderContext {
+impl rdkafka::ClientContext for LogContext {
     fn error(&self, error: KafkaError, reason: &str) {
-        let end_of_partition = matches!(
-            error,
-            KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF)
-        );
-        if end_of_partition {
-            tracing::debug!(%reason, "reader reached the end of a partition");
-        } else if is_transient(&error) {
-            // A broker that is down is reported by the call that needed it; once is enough.
-            tracing::debug!(%error, %reason, "kafka reader: transient error");
-        } else {
-            tracing::warn!(%error, %reason, "kafka reader error");
-        }
+        log_client_error(error, reason);
     }
 }
 
-impl rdkafka::consumer::ConsumerContext for ReaderContext {}
+impl rdkafka::consumer::ConsumerContext for LogContext {}
+
+/// How a client-wide librdkafka error is logged, by every context of ours.
+pub(crate) fn log_client_error(error: KafkaError, reason: &str) {
+    let end_of_partition = matches!(
+        error,
+        KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF)
+    );
+    if end_of_partition || is_transient(&error) {
+        tracing::debug!(%error, %reason, "kafka client");
+    } else {
+        tracing::warn!(%error, %reason, "kafka client error");
+    }
+}
 
 pub(crate) fn to_record(m: &BorrowedMessage<'_>, topic: &str) -> Record {
     let headers = m
