@@ -150,7 +150,11 @@ pub(crate) fn connect(team: &'static str, path: &Path) -> Result<Connection, Ser
     conn.busy_timeout(Duration::from_secs(10)).map_err(err)?;
     conn.pragma_update(None, "journal_mode", "WAL")
         .map_err(err)?;
-    conn.pragma_update(None, "synchronous", "NORMAL")
+    // FULL: a commit is on disk before it returns. The team commits its offset in the log, and
+    // User Support answers "accepted", only after this commit; with NORMAL a power cut could
+    // take the last commits back while the log keeps the offset (or the client keeps the
+    // answer), and those returns would never be handled. One fsync per batch.
+    conn.pragma_update(None, "synchronous", "FULL")
         .map_err(err)?;
     conn.pragma_update(None, "mmap_size", 1i64 << 28)
         .map_err(err)?;
