@@ -4,8 +4,8 @@
 //!
 //! Several processes may share the file: offsets are computed inside each write transaction and
 //! a consumer group's generation lives in the file, so a newer member fences off an older one.
-//! Durability: `synchronous=NORMAL` in WAL mode survives a crash of the process; a power cut may
-//! lose the last transactions but never corrupts the log.
+//! Durability: `synchronous=FULL` in WAL mode: an append or a commit that returned is on disk,
+//! through a crash of the process or of the machine.
 
 mod schema;
 mod subscription;
