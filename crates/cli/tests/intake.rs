@@ -138,6 +138,61 @@ impl Drop for Process {
 }
 
 /// How many records wait in User Support's outbox, read from its store.
+/// `returns publish --file` with a return id accepted before under another request fails,
+/// naming the return, and accepts nothing of that file; the same file again stays duplicates.
+#[test]
+fn publish_refuses_a_return_id_accepted_before_with_another_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let url = format!("sqlite://{}", dir.path().join("log.db").display());
+    let line = |i: u64, id_of: u64| {
+        let mut request = RefundRequestV2::from(&Generator::new(5).request(i));
+        request.return_id = Generator::new(5).request(id_of).return_id.to_string();
+        serde_json::to_string(&request).unwrap()
+    };
+    let first = dir.path().join("first.jsonl");
+    std::fs::write(&first, format!("{}\n{}\n", line(0, 0), line(1, 1))).unwrap();
+    let publish = |file: &Path| {
+        returns(
+            &[
+                "publish",
+                "--json",
+                "--log",
+                &url,
+                "--file",
+                file.to_str().unwrap(),
+            ],
+            &data,
+        )
+    };
+    let out = publish(&first);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let accepted = |data: &Path| -> i64 {
+        rusqlite::Connection::open(data.join("user-support.db"))
+            .and_then(|c| c.query_row("SELECT COUNT(*) FROM accepted", [], |r| r.get(0)))
+            .unwrap()
+    };
+    assert_eq!(accepted(&data), 2);
+
+    // A new return, then return 0's id with return 2's body.
+    let changed = dir.path().join("changed.jsonl");
+    std::fs::write(&changed, format!("{}\n{}\n", line(3, 3), line(2, 0))).unwrap();
+    let out = publish(&changed);
+    assert!(!out.status.success(), "{}", text(&out.stdout));
+    let stderr = text(&out.stderr);
+    let id = Generator::new(5).request(0).return_id.to_string();
+    assert!(
+        stderr.contains(&id) && stderr.contains("different request"),
+        "{stderr}"
+    );
+    assert_eq!(accepted(&data), 2, "nothing of the file was accepted");
+
+    let out = publish(&first);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let again: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(again["duplicates"], 2, "{again}");
+}
+
 fn waiting(data: &Path) -> i64 {
     rusqlite::Connection::open(data.join("user-support.db"))
         .and_then(|c| c.query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get(0)))

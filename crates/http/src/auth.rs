@@ -148,16 +148,37 @@ async fn check(State(token): State<Token>, request: Request, next: Next) -> Resp
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+        .and_then(bearer_token);
     match presented {
         Some(presented) if token.matches(presented.trim()) => next.run(request).await,
         _ => HttpError::Unauthorized.into_response(),
     }
 }
 
+/// The token of an `Authorization: Bearer <token>` value. The scheme is case-insensitive
+/// (RFC 7235); the token is compared exactly, later, in constant time.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("Bearer").then_some(token)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive_and_the_token_is_not_touched() {
+        for (value, token) in [
+            ("Bearer s3cret", Some("s3cret")),
+            ("bearer s3cret", Some("s3cret")),
+            ("BEARER S3cret", Some("S3cret")),
+            ("Basic s3cret", None),
+            ("Bearers3cret", None),
+            ("Bearer", None),
+        ] {
+            assert_eq!(bearer_token(value), token, "{value}");
+        }
+    }
 
     #[test]
     fn only_loopback_goes_without_a_token() {

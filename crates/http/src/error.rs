@@ -6,6 +6,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use returns_eventlog::wire::WireError;
+use returns_services::intake::AcceptError;
 use returns_services::ServiceError;
 use serde::{Deserialize, Serialize};
 
@@ -41,14 +42,34 @@ pub enum HttpError {
         return_id: String,
         reason: String,
     },
+    /// The return id was accepted before with a different request (see
+    /// [`AcceptError::Conflict`]).
+    #[error(
+        "return {0} was already accepted with a different request; a return id names one request"
+    )]
+    ReturnIdConflict(String),
     #[error("no endpoint at {0}")]
     NotFound(String),
-    #[error("method {0} is not allowed here (use POST)")]
-    MethodNotAllowed(String),
+    /// The method, and the methods the path takes (its `Allow` header), if known.
+    #[error("method {method} is not allowed here{}", allowed_hint(.allow))]
+    MethodNotAllowed {
+        method: String,
+        allow: Option<String>,
+    },
     /// A write without the server's token (see [`crate::auth`]). The token presented is never
     /// repeated.
     #[error("this server takes writes only with `Authorization: Bearer <token>` naming its token")]
     Unauthorized,
+}
+
+fn allowed_hint(allow: &Option<String>) -> String {
+    match allow.as_deref() {
+        Some(allow) if !allow.is_empty() => {
+            let methods: Vec<&str> = allow.split(',').map(str::trim).collect();
+            format!(" (use {})", methods.join(" or "))
+        }
+        _ => String::new(),
+    }
 }
 
 fn store_message(e: &ServiceError) -> String {
@@ -72,9 +93,11 @@ impl HttpError {
             HttpError::PayloadTooLarge => "payload_too_large",
             HttpError::Unavailable(_) => "unavailable",
             HttpError::InjectedError(_) => "injected_error",
+            HttpError::Store(e) if e.is_transient() => "unavailable",
             HttpError::Store(_) | HttpError::CorruptEvent { .. } => "store_failed",
+            HttpError::ReturnIdConflict(_) => "return_id_conflict",
             HttpError::NotFound(_) => "not_found",
-            HttpError::MethodNotAllowed(_) => "method_not_allowed",
+            HttpError::MethodNotAllowed { .. } => "method_not_allowed",
             HttpError::Unauthorized => "unauthorized",
         }
     }
@@ -86,11 +109,14 @@ impl HttpError {
             HttpError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             HttpError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             HttpError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            // Busy or locked: the same call may pass in a moment.
+            HttpError::Store(e) if e.is_transient() => StatusCode::SERVICE_UNAVAILABLE,
             HttpError::InjectedError(_) | HttpError::Store(_) | HttpError::CorruptEvent { .. } => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
+            HttpError::ReturnIdConflict(_) => StatusCode::CONFLICT,
             HttpError::NotFound(_) => StatusCode::NOT_FOUND,
-            HttpError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            HttpError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             HttpError::Unauthorized => StatusCode::UNAUTHORIZED,
         }
     }
@@ -98,6 +124,7 @@ impl HttpError {
     fn field(&self) -> Option<String> {
         match self {
             HttpError::InvalidField { field, .. } => Some(field.clone()),
+            HttpError::ReturnIdConflict(_) => Some("return_id".to_string()),
             _ => None,
         }
     }
@@ -137,13 +164,30 @@ impl IntoResponse for HttpError {
             _ => {}
         }
         let mut response = (self.status(), Json(self.body())).into_response();
-        if matches!(self, HttpError::Unauthorized) {
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                header::HeaderValue::from_static("Bearer"),
-            );
+        match &self {
+            HttpError::Unauthorized => {
+                response.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    header::HeaderValue::from_static("Bearer"),
+                );
+            }
+            HttpError::Store(e) if e.is_transient() => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+            }
+            _ => {}
         }
         response
+    }
+}
+
+impl From<AcceptError> for HttpError {
+    fn from(e: AcceptError) -> Self {
+        match e {
+            AcceptError::Conflict { return_id } => HttpError::ReturnIdConflict(return_id),
+            AcceptError::Store(e) => HttpError::Store(e),
+        }
     }
 }
 
@@ -188,5 +232,31 @@ impl From<WireError> for HttpError {
             WireError::Invalid { field, reason } => HttpError::InvalidField { field, reason },
             other => HttpError::MalformedJson(other.to_string()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store_error(code: std::os::raw::c_int) -> HttpError {
+        HttpError::Store(ServiceError::Store {
+            team: "user-support",
+            path: "user-support.db".into(),
+            source: rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None),
+        })
+    }
+
+    #[test]
+    fn a_busy_or_locked_store_is_a_503_to_retry_and_any_other_store_error_a_500() {
+        for code in [rusqlite::ffi::SQLITE_BUSY, rusqlite::ffi::SQLITE_LOCKED] {
+            let response = store_error(code).into_response();
+            assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+            assert_eq!(store_error(code).kind(), "unavailable");
+        }
+        let response = store_error(rusqlite::ffi::SQLITE_IOERR).into_response();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(!response.headers().contains_key(header::RETRY_AFTER));
     }
 }

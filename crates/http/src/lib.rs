@@ -50,9 +50,10 @@
 //! | 400 | `malformed_json` | not JSON, or not a JSON object |
 //! | 422 | `invalid_field`, naming the field | a field is missing, of the wrong type, or invalid |
 //! | 413, 415 | `payload_too_large`, `unsupported_media_type` | a body over [`MAX_BODY_BYTES`]; a content type other than JSON |
-//! | 404, 405 | `not_found`, `method_not_allowed` | another path or method |
+//! | 404, 405 | `not_found`, `method_not_allowed` | another path or method (the 405 names the path's methods, from its `Allow` header) |
+//! | 409 | `return_id_conflict`, field `return_id` | `POST /returns`: the id was accepted before with a different request |
 //! | 401 | `unauthorized` | a write without the server's token (a server off loopback) |
-//! | 503 | `unavailable` | the team is down (an injected outage) |
+//! | 503 | `unavailable` | the team is down (an injected outage); the store is busy or locked (with `Retry-After: 1`) |
 //! | 500 | `injected_error`, `store_failed` | an injected failure; the store could not read or write |
 //!
 //! Every error body is `{"error": {"kind", "field", "message"}}` ([`ErrorBody`]).
@@ -78,7 +79,8 @@ pub use error::{ErrorBody, ErrorDetail, HttpError};
 pub use intake::{intake_router, intake_routes, Accepted, Intake, RETURNS_PATH};
 pub use team::{path, team_router, team_routes, Decision};
 
-use axum::http::{Method, Uri};
+use axum::http::{header, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -89,11 +91,40 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// `router` answering any other path with a JSON 404 and any other method on its paths with a
 /// JSON 405. Put it around the merged whole: a router with fallbacks does not merge.
 pub fn json_fallbacks(router: Router) -> Router {
-    router
+    let router = router
         .fallback(|uri: Uri| async move { HttpError::NotFound(uri.path().to_string()) })
         .method_not_allowed_fallback(|method: Method| async move {
-            HttpError::MethodNotAllowed(method.to_string())
-        })
+            HttpError::MethodNotAllowed {
+                method: method.to_string(),
+                allow: None,
+            }
+        });
+    // axum sets `Allow` outside a route's layers: the hint is added around the whole router.
+    Router::new()
+        .fallback_service(router)
+        .layer(axum::middleware::map_response(allowed_methods_hint))
+}
+
+/// A JSON 405 names the methods its path takes, read from the `Allow` header axum sets on it
+/// (the fallback that built the body does not see it).
+async fn allowed_methods_hint(method: Method, response: Response) -> Response {
+    if response.status() != StatusCode::METHOD_NOT_ALLOWED {
+        return response;
+    }
+    let Some(allow) = response.headers().get(header::ALLOW).cloned() else {
+        return response;
+    };
+    let Ok(methods) = allow.to_str() else {
+        return response;
+    };
+    // A new answer: the old one's headers (its Content-Length) describe the old body.
+    let mut answer = HttpError::MethodNotAllowed {
+        method: method.to_string(),
+        allow: Some(methods.to_string()),
+    }
+    .into_response();
+    answer.headers_mut().insert(header::ALLOW, allow);
+    answer
 }
 
 /// Serve `router` on `listener` until `shutdown` is cancelled, then finish the calls in flight

@@ -117,6 +117,9 @@ async fn the_read_routes_answer_from_what_they_read() {
     let (status, body) = json(&app, &format!("/returns/{other}")).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     assert_eq!(body["error"]["kind"], "return_not_found");
-    let (status, _) = call(&app, Method::POST, "/teams", String::new()).await;
+    let (status, body) = call(&app, Method::POST, "/teams", String::new()).await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    // The hint names the methods the path takes, from the `Allow` header.
+    assert!(body.contains("(use GET or HEAD)"), "{body}");
+    assert!(!body.contains("POST)"), "{body}");
 }

@@ -163,7 +163,42 @@ async fn bad_bodies_are_refused_naming_the_field_and_accept_nothing() {
     }
     let (status, reply) = call(&router, Method::GET, RETURNS_PATH, None, String::new()).await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{reply}");
+    assert!(
+        reply["error"]["message"]
+            .as_str()
+            .unwrap()
+            .ends_with("(use POST)"),
+        "{reply}"
+    );
     assert!(outbox(&dir).is_empty());
+}
+
+/// The same return id with another body is refused (409) and nothing changes; the same body
+/// again is still a duplicate.
+#[tokio::test]
+async fn a_return_id_accepted_with_another_body_is_a_409_conflict() {
+    let (dir, router) = intake();
+    let (status, first) = call(&router, Method::POST, RETURNS_PATH, None, body(1)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{first}");
+    let mut changed = RefundRequestV2::from(&Generator::new(9).request(2));
+    changed.return_id = first["return_id"].as_str().unwrap().to_string();
+    let changed = serde_json::to_string(&changed).unwrap();
+    let (status, reply) = call(&router, Method::POST, RETURNS_PATH, None, changed).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{reply}");
+    assert_eq!(reply["error"]["kind"], "return_id_conflict", "{reply}");
+    assert_eq!(reply["error"]["field"], "return_id", "{reply}");
+    assert!(
+        reply["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(first["return_id"].as_str().unwrap()),
+        "{reply}"
+    );
+    assert_eq!(outbox(&dir).len(), 1, "the change was not published");
+    let (status, again) = call(&router, Method::POST, RETURNS_PATH, None, body(1)).await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(again["duplicate"], true);
+    assert_eq!(again["event_id"], first["event_id"]);
 }
 
 #[tokio::test]
@@ -190,6 +225,12 @@ async fn with_a_token_writes_need_it_and_get_a_json_401_without_it() {
     let bearer = format!("Bearer {TOKEN}");
     let (status, reply) = call(&app, Method::POST, RETURNS_PATH, Some(&bearer), body(2)).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{reply}");
+    // The scheme is case-insensitive (RFC 7235).
+    for (i, scheme) in [(4, "bearer"), (5, "BEARER")] {
+        let auth = format!("{scheme} {TOKEN}");
+        let (status, reply) = call(&app, Method::POST, RETURNS_PATH, Some(&auth), body(i)).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{auth}: {reply}");
+    }
     // Reads need no token.
     let (status, _) = call(&app, Method::GET, "/nowhere", None, String::new()).await;
     assert_eq!(status, StatusCode::NOT_FOUND);

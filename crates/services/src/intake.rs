@@ -5,7 +5,7 @@
 //!
 //! | table | holds |
 //! |---|---|
-//! | `accepted` | one row per return ever accepted: its id (unique), the id of the event announcing it, when |
+//! | `accepted` | one row per return ever accepted: its id (unique), the id of the event announcing it, the SHA-256 of its v2 payload, when |
 //! | `outbox` | the `returnOrders` records not yet appended to the log, in order |
 //!
 //! [`IntakeStore::accept`] writes both in **one transaction**: a return is accepted with the
@@ -13,7 +13,11 @@
 //! (a UUID v7 made inside the transaction), so the [`Relay`] that moves the outbox to the log
 //! (the teams' relay, unchanged) republishes exactly that record after a failed or interrupted
 //! append, and the teams drop the repeat by id. The same return accepted again is recognised by
-//! its id and answered as a duplicate: nothing is written and nothing is published twice.
+//! its id and answered as a duplicate: nothing is written and nothing is published twice. The
+//! same return id with a **different** request (its v2 payload hashes differently) is a
+//! [`AcceptError::Conflict`]: the whole call's transaction rolls back, so none of the requests
+//! given with it is accepted. A row written before the hash was kept (no hash) matches any
+//! request.
 //!
 //! The store is opened with the teams' store connection (the same SQLite settings and the same
 //! `outbox` table, which is what lets the relay serve both); its team tables stay empty.
@@ -29,6 +33,7 @@ use returns_domain::RefundRequest;
 use returns_eventlog::record::headers_to_json;
 use returns_eventlog::{wire, EventLog, LogError, RETURN_ORDERS};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -55,6 +60,21 @@ pub struct Acceptance {
     pub duplicate: bool,
 }
 
+/// Why [`IntakeStore::accept`] accepted nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum AcceptError {
+    /// The return id was accepted before with a different request. Nothing of the call was
+    /// accepted: a return id names one request, and a change to it is refused, not dropped.
+    #[error(
+        "return {return_id} was already accepted with a different request (a return id names \
+         one request); nothing of this batch was accepted"
+    )]
+    Conflict { return_id: String },
+    /// The store could not read or write.
+    #[error(transparent)]
+    Store(#[from] ServiceError),
+}
+
 /// User Support's own store: the returns it accepted and its outbox.
 pub struct IntakeStore {
     conn: Connection,
@@ -66,14 +86,29 @@ impl IntakeStore {
     pub fn open(dir: &Path) -> Result<Self, ServiceError> {
         let path = intake_path(dir);
         let conn = connect(USER_SUPPORT, &path)?;
+        let err = store_error(USER_SUPPORT, &path);
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS accepted (
                  return_id      TEXT PRIMARY KEY,
                  event_id       TEXT NOT NULL,
-                 accepted_at_ms INTEGER NOT NULL
+                 accepted_at_ms INTEGER NOT NULL,
+                 request_sha256 BLOB
              ) WITHOUT ROWID;",
         )
-        .map_err(store_error(USER_SUPPORT, &path))?;
+        .map_err(err)?;
+        // A store made before the hash was kept: add the column; its rows keep no hash.
+        let hashed: bool = conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM pragma_table_info('accepted')
+                                WHERE name = 'request_sha256')",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(err)?;
+        if !hashed {
+            conn.execute_batch("ALTER TABLE accepted ADD COLUMN request_sha256 BLOB")
+                .map_err(err)?;
+        }
         Ok(IntakeStore { conn, path })
     }
 
@@ -86,9 +121,10 @@ impl IntakeStore {
     }
 
     /// Accept the requests: each new return with its outgoing `returnOrders` record, all in one
-    /// transaction. A return accepted before (or twice in `requests`) is a duplicate. When this
-    /// returns `Ok`, every new return is durable and will reach the log.
-    pub fn accept(&mut self, requests: &[RefundRequest]) -> Result<Vec<Acceptance>, ServiceError> {
+    /// transaction. A return accepted before with the same request (or twice in `requests`) is a
+    /// duplicate; with a different request, [`AcceptError::Conflict`] and nothing of `requests`
+    /// is accepted. When this returns `Ok`, every new return is durable and will reach the log.
+    pub fn accept(&mut self, requests: &[RefundRequest]) -> Result<Vec<Acceptance>, AcceptError> {
         let err = store_error(USER_SUPPORT, &self.path);
         let now_ms = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
         let tx = self
@@ -99,12 +135,15 @@ impl IntakeStore {
         {
             let mut insert = tx
                 .prepare_cached(
-                    "INSERT OR IGNORE INTO accepted (return_id, event_id, accepted_at_ms)
-                     VALUES (?1, ?2, ?3)",
+                    "INSERT OR IGNORE INTO accepted
+                         (return_id, event_id, accepted_at_ms, request_sha256)
+                     VALUES (?1, ?2, ?3, ?4)",
                 )
                 .map_err(err)?;
             let mut earlier = tx
-                .prepare_cached("SELECT event_id FROM accepted WHERE return_id = ?1")
+                .prepare_cached(
+                    "SELECT event_id, request_sha256 FROM accepted WHERE return_id = ?1",
+                )
                 .map_err(err)?;
             let mut outbox = tx
                 .prepare_cached(
@@ -116,12 +155,15 @@ impl IntakeStore {
                 // The event id is made here, inside the transaction, and stored with the record:
                 // every append of this record carries it.
                 let envelope = wire::refund_request_envelope(request);
+                // The request's canonical encoding (the v2 payload, which the envelope does not
+                // touch) tells a repeat from a change.
+                let record = wire::encode_refund_request(request, &envelope);
+                let sha256 = Sha256::digest(&record.payload).to_vec();
                 let new = insert
-                    .execute(params![return_id, envelope.id, now_ms as i64])
+                    .execute(params![return_id, envelope.id, now_ms as i64, sha256])
                     .map_err(err)?
                     == 1;
                 if new {
-                    let record = wire::encode_refund_request(request, &envelope);
                     outbox
                         .execute(params![
                             RETURN_ORDERS,
@@ -136,7 +178,13 @@ impl IntakeStore {
                         duplicate: false,
                     });
                 } else {
-                    let event_id = earlier.query_row([&return_id], |r| r.get(0)).map_err(err)?;
+                    let (event_id, earlier_sha256): (String, Option<Vec<u8>>) = earlier
+                        .query_row([&return_id], |r| Ok((r.get(0)?, r.get(1)?)))
+                        .map_err(err)?;
+                    if earlier_sha256.is_some_and(|h| h != sha256) {
+                        // Dropping `tx` rolls the whole call back.
+                        return Err(AcceptError::Conflict { return_id });
+                    }
                     answers.push(Acceptance {
                         return_id,
                         event_id,
@@ -274,6 +322,60 @@ mod tests {
             Some(first[0].event_id.clone())
         );
         assert_eq!(store.accepted("no-such-return").unwrap(), None);
+    }
+
+    #[test]
+    fn a_return_id_accepted_again_with_a_different_request_is_a_conflict_and_accepts_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = IntakeStore::open(dir.path()).unwrap();
+        let first = Generator::new(1).request(0);
+        store.accept(std::slice::from_ref(&first)).unwrap();
+        let mut changed = Generator::new(1).request(1);
+        changed.return_id = first.return_id;
+        let new = Generator::new(1).request(2);
+        let e = store
+            .accept(&[new.clone(), changed])
+            .expect_err("a different request under the same id");
+        assert!(
+            matches!(&e, AcceptError::Conflict { return_id } if *return_id == first.return_id.to_string()),
+            "{e}"
+        );
+        assert!(e.to_string().contains(&first.return_id.to_string()), "{e}");
+        assert_eq!(store.accepted_count().unwrap(), 1, "the batch rolled back");
+        assert_eq!(store.waiting().unwrap(), 1);
+        // The true repeat is still a duplicate.
+        let again = store.accept(&[first]).unwrap();
+        assert!(again[0].duplicate);
+    }
+
+    #[test]
+    fn a_row_accepted_before_the_hash_was_kept_matches_any_request() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = Generator::new(1).request(0);
+        {
+            let conn = connect(USER_SUPPORT, &intake_path(dir.path())).unwrap();
+            conn.execute_batch(&format!(
+                "CREATE TABLE accepted (
+                     return_id      TEXT PRIMARY KEY,
+                     event_id       TEXT NOT NULL,
+                     accepted_at_ms INTEGER NOT NULL
+                 ) WITHOUT ROWID;
+                 INSERT INTO accepted VALUES ('{}', 'old-event', 0);",
+                old.return_id
+            ))
+            .unwrap();
+        }
+        let mut store = IntakeStore::open(dir.path()).unwrap();
+        let mut changed = Generator::new(1).request(1);
+        changed.return_id = old.return_id;
+        for request in [old, changed] {
+            let answer = store.accept(&[request]).unwrap();
+            assert!(answer[0].duplicate);
+            assert_eq!(answer[0].event_id, "old-event");
+        }
+        // Reopening a migrated store does not migrate again.
+        drop(store);
+        IntakeStore::open(dir.path()).unwrap();
     }
 
     #[tokio::test]

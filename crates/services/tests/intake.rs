@@ -15,7 +15,7 @@ use returns_domain::{Generator, RefundRequest, Sales};
 use returns_eventlog::{
     EventLog, LogError, OutRecord, Position, Record, Subscription, RETURN_ORDERS,
 };
-use returns_services::intake::{intake_path, USER_SUPPORT};
+use returns_services::intake::{intake_path, AcceptError, USER_SUPPORT};
 use returns_services::{CrashPoint, Faults, IntakeStore, ServiceError, TeamMetrics, TeamStore};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -63,7 +63,7 @@ fn accepted_rows_and_outbox_rows_commit_together() {
     .unwrap();
     let e = store.accept(&batch).expect_err("the outbox refused a row");
     assert!(
-        matches!(e, ServiceError::Store { team, .. } if team == USER_SUPPORT),
+        matches!(e, AcceptError::Store(ServiceError::Store { team, .. }) if team == USER_SUPPORT),
         "{e}"
     );
     assert_eq!(

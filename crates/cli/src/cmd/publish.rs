@@ -5,7 +5,10 @@
 //! outbox to `returnOrders` until it is empty. The log may be down: the returns stay accepted
 //! and waiting, and the relay retries until the log answers (Ctrl-C leaves them in the outbox
 //! for the next run, or for `returns serve`). A return accepted before is a duplicate and is
-//! not published again. `--raw` lines skip all this: they are appended as they are, as Kafka's
+//! not published again. A return id accepted before with a different request stops the publish
+//! with an error naming it: the transaction of its chunk (up to 5,000 returns, so the whole of
+//! any smaller file) rolls back and none of those returns is accepted; chunks accepted before
+//! it stay accepted and are published by the next run. `--raw` lines skip all this: they are appended as they are, as Kafka's
 //! console producer would.
 
 use std::io::BufRead;
