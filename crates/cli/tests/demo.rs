@@ -191,3 +191,21 @@ fn a_file_of_v1_and_v2_lines_is_published_as_v2_and_a_bad_line_names_its_place()
         "{stderr}"
     );
 }
+
+/// A demo whose returns User Support accepted before (its store kept, the log new) publishes
+/// nothing again, says so, and ends instead of waiting for returns that will never come.
+#[test]
+fn a_demo_of_returns_accepted_before_ends_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    demo_json(dir.path(), 30);
+    std::fs::remove_file(dir.path().join("data").join("log.db")).unwrap();
+    let (ok, _, stderr) = returns(
+        dir.path(),
+        &["demo", "--returns", "30", "--seed", "7", "--json"],
+    );
+    assert!(ok, "{stderr}");
+    assert!(
+        stderr.contains("30 of these returns were accepted before"),
+        "{stderr}"
+    );
+}

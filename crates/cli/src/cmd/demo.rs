@@ -105,18 +105,20 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     let started = Instant::now();
     let generator = Generator::new(args.seed);
     let mut published = 0u64;
+    let mut already_accepted = 0u64;
     while published < args.returns && !shutdown.is_cancelled() {
         let n = PUBLISH_CHUNK.min(args.returns - published);
         let start = first_index + published;
         let batch: Vec<_> = generator.requests(start..start + n).collect();
         let intake = Arc::clone(&store);
-        tokio::task::spawn_blocking(move || {
+        let answers = tokio::task::spawn_blocking(move || {
             let mut store = intake.lock().unwrap_or_else(PoisonError::into_inner);
             store.accept(&batch)
         })
         .await
         .context("accepting returns")?
         .context("accepting returns into User Support's store")?;
+        already_accepted += answers.iter().filter(|a| a.duplicate).count() as u64;
         wake.notify_one();
         published += n;
         bars.published.set_position(published);
@@ -125,9 +127,15 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     let publish_secs = started.elapsed().as_secs_f64();
     bars.published.finish();
 
-    // Wait until the relay has published everything accepted and every team has committed
-    // everything on the topic.
-    let to_relay = waiting + published;
+    if already_accepted > 0 {
+        eprintln!(
+            "{already_accepted} of these returns were accepted before by User Support's store in \
+             {} (not published again); is that --data used with another log?",
+            data.display()
+        );
+    }
+    // Wait until User Support's outbox is empty (whoever emptied it) and every team has
+    // committed everything on the topic.
     loop {
         bars.tick(&metrics);
         if shutdown.is_cancelled() {
@@ -141,7 +149,16 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
                 .context("User Support's relay failed")?;
             bail!("User Support's relay stopped before publishing every return");
         }
-        if relay_metrics.snapshot().relayed < to_relay {
+        let intake = Arc::clone(&store);
+        let outbox_empty = tokio::task::spawn_blocking(move || {
+            intake
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .nothing_waiting()
+        })
+        .await
+        .context("reading User Support's store")??;
+        if !outbox_empty {
             tokio::time::sleep(Duration::from_millis(20)).await;
             continue;
         }
