@@ -78,7 +78,7 @@ fn router<T: Team>(
     data_dir: &Path,
     faults: TeamFaultState,
 ) -> Result<Router, ServiceError> {
-    let store = Arc::new(Mutex::new(TeamStore::<T>::open(data_dir)?));
+    let store = Arc::new(Mutex::new(TeamStore::<T>::open_for_direct_calls(data_dir)?));
     Ok(Router::new()
         .route(path(team), post(decide::<T>))
         .route_layer(middleware::from_fn_with_state(
