@@ -374,50 +374,8 @@ impl Shared {
             .fetch_watermarks(&name, partition as i32, REQUEST_TIMEOUT)
             .map_err(kafka_err("end offsets"))?;
         let end = (high.max(0) as u64).min(offset.saturating_add(max as u64));
-        if offset >= end {
-            return Ok(());
-        }
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(&name, partition as i32, Offset::Offset(offset as i64))
-            .map_err(kafka_err("assign"))?;
-        reader.assign(&tpl).map_err(kafka_err("assign"))?;
-        let result = (|| {
-            let mut next = offset;
-            let mut idle_since = Instant::now();
-            while next < end {
-                match reader.poll(Duration::from_millis(100)) {
-                    Some(Ok(m)) => {
-                        if m.topic() != name || m.partition() != partition as i32 {
-                            continue;
-                        }
-                        let o = m.offset() as u64;
-                        if o < next {
-                            continue;
-                        }
-                        idle_since = Instant::now();
-                        next = o + 1;
-                        if !sink(to_record(&m, topic)) {
-                            break;
-                        }
-                    }
-                    Some(Err(KafkaError::PartitionEOF(_))) => break,
-                    Some(Err(e)) if is_transient(&e) => {
-                        tracing::debug!(error = %e, "read: transient error, still reading");
-                    }
-                    Some(Err(e)) => return Err(kafka_err("read")(e)),
-                    None => {}
-                }
-                if idle_since.elapsed() > REQUEST_TIMEOUT {
-                    return Err(LogError::Timeout {
-                        op: "read",
-                        seconds: REQUEST_TIMEOUT.as_secs(),
-                    });
-                }
-            }
-            Ok(())
-        })();
-        unassign_and_drain(&reader);
-        result
+        let ranges = HashMap::from([(partition as i32, (offset, end))]);
+        read_ranges(&reader, topic, &name, ranges, sink)
     }
 
     /// Read every record of every partition of a topic, up to the ends as they are now, with
@@ -429,66 +387,13 @@ impl Shared {
         let name = self.config.qualify(topic);
         let reader = self.reader.lock().expect("reader lock");
         let mut next: HashMap<i32, (u64, u64)> = HashMap::new();
-        let mut tpl = TopicPartitionList::new();
         for p in 0..partitions as i32 {
             let (low, high) = reader
                 .fetch_watermarks(&name, p, REQUEST_TIMEOUT)
                 .map_err(kafka_err("end offsets"))?;
-            let (low, high) = (low.max(0) as u64, high.max(0) as u64);
-            if low < high {
-                next.insert(p, (low, high));
-                tpl.add_partition_offset(&name, p, Offset::Offset(low as i64))
-                    .map_err(kafka_err("assign"))?;
-            }
+            next.insert(p, (low.max(0) as u64, high.max(0) as u64));
         }
-        if next.is_empty() {
-            return Ok(());
-        }
-        reader.assign(&tpl).map_err(kafka_err("assign"))?;
-        let result = (|| {
-            let mut idle_since = Instant::now();
-            while !next.is_empty() {
-                match reader.poll(Duration::from_millis(100)) {
-                    Some(Ok(m)) => {
-                        if m.topic() != name {
-                            continue;
-                        }
-                        let Some((at, end)) = next.get_mut(&m.partition()) else {
-                            continue;
-                        };
-                        let o = m.offset() as u64;
-                        if o < *at {
-                            continue;
-                        }
-                        idle_since = Instant::now();
-                        *at = o + 1;
-                        if *at >= *end {
-                            next.remove(&m.partition());
-                        }
-                        if !sink(to_record(&m, topic)) {
-                            break;
-                        }
-                    }
-                    Some(Err(KafkaError::PartitionEOF(p))) => {
-                        next.remove(&p);
-                    }
-                    Some(Err(e)) if is_transient(&e) => {
-                        tracing::debug!(error = %e, "read: transient error, still reading");
-                    }
-                    Some(Err(e)) => return Err(kafka_err("read")(e)),
-                    None => {}
-                }
-                if idle_since.elapsed() > REQUEST_TIMEOUT {
-                    return Err(LogError::Timeout {
-                        op: "read",
-                        seconds: REQUEST_TIMEOUT.as_secs(),
-                    });
-                }
-            }
-            Ok(())
-        })();
-        unassign_and_drain(&reader);
-        result
+        read_ranges(&reader, topic, &name, next, sink)
     }
 
     /// Make sure a topic exists, creating it with our partition count.
@@ -554,6 +459,73 @@ pub fn kafka_headers(headers: &[(String, String)]) -> OwnedHeaders {
 }
 
 /// A consumed message as a [`Record`], with its topic named as we know it (`topic`).
+/// Read the records of each partition in `ranges` (partition -> [from, end)) with one assignment
+/// of the group-less reader: each partition's records in order, partitions interleaved, until
+/// every range is read, the partition ends, or `sink` returns false. `topic` is the name
+/// records are given, `name` the qualified one on the cluster.
+fn read_ranges(
+    reader: &BaseConsumer<LogContext>,
+    topic: &str,
+    name: &str,
+    mut ranges: HashMap<i32, (u64, u64)>,
+    sink: &mut dyn FnMut(Record) -> bool,
+) -> Result<(), LogError> {
+    ranges.retain(|_, (from, end)| from < end);
+    if ranges.is_empty() {
+        return Ok(());
+    }
+    let mut tpl = TopicPartitionList::new();
+    for (&p, &(from, _)) in &ranges {
+        tpl.add_partition_offset(name, p, Offset::Offset(from as i64))
+            .map_err(kafka_err("assign"))?;
+    }
+    reader.assign(&tpl).map_err(kafka_err("assign"))?;
+    let result = (|| {
+        let mut idle_since = Instant::now();
+        while !ranges.is_empty() {
+            match reader.poll(Duration::from_millis(100)) {
+                Some(Ok(m)) => {
+                    if m.topic() != name {
+                        continue;
+                    }
+                    let Some((at, end)) = ranges.get_mut(&m.partition()) else {
+                        continue;
+                    };
+                    let o = m.offset() as u64;
+                    if o < *at {
+                        continue;
+                    }
+                    idle_since = Instant::now();
+                    *at = o + 1;
+                    if *at >= *end {
+                        ranges.remove(&m.partition());
+                    }
+                    if !sink(to_record(&m, topic)) {
+                        break;
+                    }
+                }
+                Some(Err(KafkaError::PartitionEOF(p))) => {
+                    ranges.remove(&p);
+                }
+                Some(Err(e)) if is_transient(&e) => {
+                    tracing::debug!(error = %e, "read: transient error, still reading");
+                }
+                Some(Err(e)) => return Err(kafka_err("read")(e)),
+                None => {}
+            }
+            if idle_since.elapsed() > REQUEST_TIMEOUT {
+                return Err(LogError::Timeout {
+                    op: "read",
+                    seconds: REQUEST_TIMEOUT.as_secs(),
+                });
+            }
+        }
+        Ok(())
+    })();
+    unassign_and_drain(reader);
+    result
+}
+
 /// Take the reader off its partitions and drop whatever it still had queued (records, and
 /// end-of-partition events that name only a partition number), so none of it reaches the next
 /// read. Bounded: a queue holds at most what was fetched.
@@ -745,22 +717,23 @@ impl EventLog for KafkaLog {
         topic: &str,
         f: &mut (dyn FnMut(Record) + Send),
     ) -> Result<(), LogError> {
-        match self.end_offsets(topic).await {
-            Err(LogError::UnknownTopic(_)) => return Ok(()),
-            other => other?,
-        };
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Record>>(4);
         let (shared, topic) = (Arc::clone(&self.shared), topic.to_string());
         let reading = tokio::task::spawn_blocking(move || {
             let mut page = Vec::with_capacity(1000);
             let mut open = true;
-            shared.read_all(&topic, &mut |r| {
+            let read = shared.read_all(&topic, &mut |r| {
                 page.push(r);
                 if page.len() == 1000 {
                     open = tx.blocking_send(std::mem::take(&mut page)).is_ok();
                 }
                 open
-            })?;
+            });
+            match read {
+                // An unknown topic has no records.
+                Err(LogError::UnknownTopic(_)) => return Ok(()),
+                other => other?,
+            }
             if open && !page.is_empty() {
                 let _ = tx.blocking_send(page);
             }
