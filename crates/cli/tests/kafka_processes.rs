@@ -5,8 +5,8 @@
 //! quickstart) is handled by all four teams too.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,74 +16,11 @@ use returns_eventlog::{team_group, team_topic, EventLog, RETURN_ORDERS};
 use returns_services::store::TeamStore;
 use returns_services::Publisher;
 
-const TEAMS: [&str; 4] = ["sales", "inventory", "manufacturing", "accounting"];
+mod common;
+use common::{bootstrap, TeamProcess, TEAMS};
 
 /// The README's quickstart request, exactly as a user types it into the console producer.
 const QUICKSTART: &str = r#"{"return_id":"0f8e4c2a-6b1d-4e7f-9a3c-5d2b8e1f7a64","order_id":"SO-20260412","customer_id":"C-104233","model":"AURA-PHONE-12","serial":"AURA-PHONE-12-7K3M9Q2X4B","defect":"BATTERY_SWELL","item_location":"WH-AMS-01","unit_cost":{"minor":41000,"currency":"EUR"},"refund_amount":{"minor":79900,"currency":"EUR"},"ship_to":{"name":"Sanne de Vries","street":"Keizersgracht 123","city":"Amsterdam","postal_code":"1016 DK","country":"NL"},"requested_at":"2026-03-01T12:00:00Z"}"#;
-
-fn bootstrap() -> String {
-    std::env::var("RETURNS_KAFKA_BOOTSTRAP")
-        .expect("RETURNS_KAFKA_BOOTSTRAP names the broker (bash scripts/test.sh sets it)")
-}
-
-/// One `returns run TEAM` process; killed if the test ends while it still runs.
-struct TeamProcess {
-    team: &'static str,
-    child: Child,
-    stderr: PathBuf,
-}
-
-impl TeamProcess {
-    fn start(team: &'static str, url: &str, data: &Path, generation: u32) -> Self {
-        let stderr = data.join(format!("{team}-{generation}.stderr"));
-        let child = Command::new(env!("CARGO_BIN_EXE_returns"))
-            .args(["run", team, "--log", url, "--data"])
-            .arg(data)
-            .env("RETURNS_TRACE", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&stderr).unwrap())
-            .spawn()
-            .expect("start returns run");
-        TeamProcess {
-            team,
-            child,
-            stderr,
-        }
-    }
-
-    fn output(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-
-    /// SIGTERM, then wait for the process to finish its batch and exit.
-    fn stop(mut self) -> ExitStatus {
-        let sent = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(sent.success(), "kill -TERM {}", self.team);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} did not stop within 30 s after SIGTERM:\n{}",
-                self.team,
-                self.output()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for TeamProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 async fn lag(log: &Arc<dyn EventLog>, team: &str) -> u64 {
     log.lag(&team_group(team), RETURN_ORDERS).await.unwrap()
@@ -159,7 +96,7 @@ async fn one_process_per_team_survives_a_team_stopping_and_catches_up() {
 
     let mut procs: HashMap<&str, TeamProcess> = TEAMS
         .iter()
-        .map(|t| (*t, TeamProcess::start(t, &url, data, 1)))
+        .map(|t| (*t, TeamProcess::start(t, &url, data, data, 1)))
         .collect();
     let generator = Generator::new(11);
     let publish = |range: std::ops::Range<u64>| {
@@ -173,7 +110,10 @@ async fn one_process_per_team_survives_a_team_stopping_and_catches_up() {
         publish(chunk * 500..(chunk + 1) * 500).await;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let stopped = procs.remove("manufacturing").unwrap().stop();
+    let stopped = procs
+        .remove("manufacturing")
+        .unwrap()
+        .terminate(Duration::from_secs(30));
     assert!(
         stopped.success(),
         "manufacturing exits 0 on SIGTERM: {stopped}"
@@ -198,14 +138,14 @@ async fn one_process_per_team_survives_a_team_stopping_and_catches_up() {
     // Manufacturing comes back and catches up.
     procs.insert(
         "manufacturing",
-        TeamProcess::start("manufacturing", &url, data, 2),
+        TeamProcess::start("manufacturing", &url, data, data, 2),
     );
     let running: Vec<&TeamProcess> = procs.values().collect();
     wait_caught_up(&log, &TEAMS, &running).await;
 
     for (team, p) in procs.drain() {
         let output = p.output();
-        let status = p.stop();
+        let status = p.terminate(Duration::from_secs(30));
         assert!(
             status.success(),
             "{team} exits 0 on SIGTERM: {status}\n{output}"
