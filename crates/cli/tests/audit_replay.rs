@@ -2,8 +2,7 @@
 //! binary after a real demo run.
 
 use std::collections::{BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 use returns_domain::{Generator, Sales, Team};
 use returns_services::store::store_path;
@@ -12,64 +11,25 @@ use serde_json::Value;
 const SEED: u64 = 11;
 const TEAMS: [&str; 4] = ["sales", "inventory", "manufacturing", "accounting"];
 
-struct Run {
-    _dir: tempfile::TempDir,
-    data: PathBuf,
-    log: Option<String>,
-}
+mod common;
+use common::Sandbox as Run;
 
-impl Run {
-    /// A demo of `n` returns on a fresh data directory (and a fresh namespace on Kafka).
-    fn demo(kafka: bool, n: u64) -> Run {
-        let dir = tempfile::tempdir().unwrap();
-        let log = kafka.then(|| {
-            format!(
-                "kafka://{}?namespace=audit-{}",
-                std::env::var("RETURNS_KAFKA_BOOTSTRAP").expect("RETURNS_KAFKA_BOOTSTRAP"),
-                uuid::Uuid::new_v4().simple()
-            )
-        });
-        let run = Run {
-            data: dir.path().join("data"),
-            _dir: dir,
-            log,
-        };
-        let (ok, _, err) =
-            run.returns(&["demo", "-n", &n.to_string(), "--seed", &SEED.to_string()]);
-        assert!(ok, "demo failed: {err}");
-        run
-    }
-
-    fn returns(&self, args: &[&str]) -> (bool, String, String) {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_returns"));
-        cmd.args(args)
-            .env("RETURNS_DATA", &self.data)
-            .env_remove("RETURNS_LOG");
-        if let Some(log) = &self.log {
-            cmd.args(["--log", log]);
-        }
-        let out = cmd.output().expect("run returns");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let (ok, out, err) = self.returns(args);
-        assert!(ok, "{args:?} failed: {err}");
-        serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
-    }
+/// A demo of `n` returns on a fresh data directory (and a fresh namespace on Kafka).
+fn demo(kafka: bool, n: u64) -> Run {
+    let run = if kafka {
+        Run::kafka("audit")
+    } else {
+        Run::new(None)
+    };
+    let (ok, _, err) = run.returns(&["demo", "-n", &n.to_string(), "--seed", &SEED.to_string()]);
+    assert!(ok, "demo failed: {err}");
+    run
 }
 
 /// Append to the Sales topic a second copy of one of its events (as a relay that died between
 /// append and delete would) and a record that is not an event at all.
 fn disturb_the_sales_topic(run: &Run) {
-    let url = run
-        .log
-        .clone()
-        .unwrap_or_else(|| format!("sqlite://{}", run.data.join("log.db").display()));
+    let url = run.log_url();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -260,7 +220,7 @@ fn sales_effects(data: &Path) -> HashMap<String, Value> {
 
 #[test]
 fn on_the_embedded_log_replay_rebuilds_every_team_and_audit_tells_each_story() {
-    let run = Run::demo(false, 2_000);
+    let run = demo(false, 2_000);
     audit_shows_each_return_across_every_team(&run, 2_000);
     replay_matches_the_live_stores(&run, 2_000);
 }
@@ -271,7 +231,7 @@ fn on_the_embedded_log_replay_rebuilds_every_team_and_audit_tells_each_story() {
     ignore = "needs a Kafka broker: run `bash scripts/test.sh`, or set RETURNS_KAFKA_BOOTSTRAP"
 )]
 fn on_kafka_replay_rebuilds_every_team_and_audit_tells_each_story() {
-    let run = Run::demo(true, 2_000);
+    let run = demo(true, 2_000);
     audit_shows_each_return_across_every_team(&run, 2_000);
     replay_matches_the_live_stores(&run, 2_000);
 }

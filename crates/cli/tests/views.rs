@@ -3,8 +3,6 @@
 //! independently: the generator's requests, the teams' own stores, the teams' own topics.
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::PathBuf;
-use std::process::Command;
 
 use returns_domain::{
     Accounting, AccountingEvent, Generator, Inventory, InventoryEvent, Sales, SalesEvent, Team,
@@ -18,61 +16,10 @@ use serde_json::Value;
 const SEED: u64 = 11;
 const TEAMS: [&str; 4] = ["sales", "inventory", "manufacturing", "accounting"];
 
-/// A data directory and, for Kafka, a log URL with a namespace of its own.
-struct Setup {
-    _dir: tempfile::TempDir,
-    data: PathBuf,
-    log: Option<String>,
-}
+mod common;
+use common::Sandbox as Setup;
 
 impl Setup {
-    fn new(log: Option<String>) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        Setup {
-            data: dir.path().join("data"),
-            _dir: dir,
-            log,
-        }
-    }
-
-    fn kafka() -> Self {
-        let bootstrap = std::env::var("RETURNS_KAFKA_BOOTSTRAP")
-            .expect("RETURNS_KAFKA_BOOTSTRAP names the broker (bash scripts/test.sh sets it)");
-        let namespace = returns_eventlog::conformance::unique("views");
-        Setup::new(Some(format!("kafka://{bootstrap}?namespace={namespace}")))
-    }
-
-    fn log_url(&self) -> String {
-        self.log
-            .clone()
-            .unwrap_or_else(|| format!("sqlite://{}", self.data.join("log.db").display()))
-    }
-
-    /// Run `returns ARGS --data DIR [--log URL]`: (success, stdout, stderr).
-    fn returns(&self, args: &[&str]) -> (bool, String, String) {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_returns"));
-        cmd.args(args)
-            .arg("--data")
-            .arg(&self.data)
-            .env_remove("RETURNS_DATA")
-            .env_remove("RETURNS_LOG");
-        if let Some(log) = &self.log {
-            cmd.args(["--log", log]);
-        }
-        let out = cmd.output().expect("run returns");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let (ok, stdout, stderr) = self.returns(args);
-        assert!(ok, "returns {args:?} failed: {stderr}");
-        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
-    }
-
     fn demo(&self, n: u64) {
         self.json(&[
             "demo",
@@ -428,7 +375,7 @@ fn views_agree_with_the_generator_the_stores_and_the_topics_on_sqlite() {
     ignore = "needs a Kafka broker: run `bash scripts/test.sh`, or set RETURNS_KAFKA_BOOTSTRAP"
 )]
 fn views_agree_with_the_generator_the_stores_and_the_topics_on_kafka() {
-    views_run(&Setup::kafka(), 200);
+    views_run(&Setup::kafka("views"), 200);
 }
 
 #[test]

@@ -469,3 +469,64 @@ impl Drop for PrivateBroker {
             .status();
     }
 }
+
+/// Where a test runs `returns`: a data directory of its own and, on Kafka, a namespace of its
+/// own on the shared broker; the temporary directory goes when the sandbox does.
+pub struct Sandbox {
+    _dir: tempfile::TempDir,
+    pub data: PathBuf,
+    /// `None`: the embedded log in the data directory.
+    pub log: Option<String>,
+}
+
+impl Sandbox {
+    pub fn new(log: Option<String>) -> Self {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        Sandbox {
+            data: dir.path().join("data"),
+            _dir: dir,
+            log,
+        }
+    }
+
+    /// On the shared broker, under a fresh namespace starting with `prefix`.
+    pub fn kafka(prefix: &str) -> Self {
+        let namespace = returns_eventlog::conformance::unique(prefix);
+        Sandbox::new(Some(format!(
+            "kafka://{}?namespace={namespace}",
+            bootstrap()
+        )))
+    }
+
+    pub fn log_url(&self) -> String {
+        self.log
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data.join("log.db").display()))
+    }
+
+    /// Run `returns ARGS --data DIR [--log URL]`: (success, stdout, stderr).
+    pub fn returns(&self, args: &[&str]) -> (bool, String, String) {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_returns"));
+        cmd.args(args)
+            .arg("--data")
+            .arg(&self.data)
+            .env_remove("RETURNS_DATA")
+            .env_remove("RETURNS_LOG");
+        if let Some(log) = &self.log {
+            cmd.args(["--log", log]);
+        }
+        let out = cmd.output().expect("run returns");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// `returns ARGS`, which must succeed and print JSON.
+    pub fn json(&self, args: &[&str]) -> Value {
+        let (ok, stdout, stderr) = self.returns(args);
+        assert!(ok, "returns {args:?} failed: {stderr}");
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
+    }
+}
