@@ -68,12 +68,14 @@
 pub mod api;
 pub mod auth;
 pub mod body;
+pub mod dashboard;
 mod error;
 pub mod intake;
 pub mod orchestrator;
 mod team;
 
 pub use api::{api_routes, Api, ROUTES};
+pub use dashboard::dashboard_routes;
 pub use auth::{listen, needs_token, require_token_for_writes, ListenError, Token};
 pub use error::{ErrorBody, ErrorDetail, HttpError};
 pub use intake::{intake_router, intake_routes, Accepted, Intake, RETURNS_PATH};

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use returns_http::{
-    api_routes, intake_routes, json_fallbacks, require_token_for_writes, Api, Intake, Token,
+    api_routes, dashboard_routes, intake_routes, json_fallbacks, require_token_for_writes, Api, Intake, Token,
 };
 use returns_services::analytics::Analytics;
 use returns_services::intake::USER_SUPPORT;
@@ -117,7 +117,11 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
         teams.iter().map(|(_, m)| Arc::clone(m)).collect(),
         intake.clone(),
     );
-    let mut app = json_fallbacks(intake_routes(intake.clone()).merge(api_routes(api.clone())));
+    let mut app = json_fallbacks(
+        intake_routes(intake.clone())
+            .merge(api_routes(api.clone()))
+            .merge(dashboard_routes()),
+    );
     let guarded = token.is_some();
     if let Some(token) = token {
         app = require_token_for_writes(app, token);

@@ -1,0 +1,1 @@
+// returns dashboard
