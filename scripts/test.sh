@@ -17,6 +17,13 @@ step() {
 stop_broker() { :; }
 trap 'status=$?; stop_broker; if [ "$status" -ne 0 ]; then echo; echo "==> FAILED (exit $status): $current" >&2; fi' EXIT
 
+# A cold build and the tests need a few GiB; say so plainly instead of failing in the linker.
+free_kib=$(df -Pk . | awk 'NR == 2 { print $4 }')
+if [ -n "$free_kib" ] && [ "$free_kib" -lt $((4 * 1024 * 1024)) ]; then
+    echo "warning: only $((free_kib / 1024)) MiB free on $(df -P . | awk 'NR == 2 { print $6 }');" \
+        "a cold build and the tests need about 4 GiB (hint: cargo clean, or free space)" >&2
+fi
+
 step "cargo fmt --all -- --check (formatting)"
 cargo fmt --all -- --check
 
