@@ -87,6 +87,24 @@ fn no_fault_run(log: Option<&str>) {
         assert!(p50 > 0.0 && p99 >= p50, "{model}: {v}");
     }
     assert_all_states_agree(&v);
+    // What `returns serve` shows as the latest comparison: the same object, with its time
+    // and its chart.
+    let kept = dir.path().join("compare");
+    let latest: Value =
+        serde_json::from_str(&std::fs::read_to_string(kept.join("latest.json")).unwrap()).unwrap();
+    let mut trimmed = latest.clone();
+    let object = trimmed.as_object_mut().unwrap();
+    assert!(
+        object.remove("finished_at").unwrap().is_string(),
+        "{latest}"
+    );
+    assert_eq!(object.remove("chart").unwrap(), "/compare/chart.svg");
+    assert_eq!(trimmed, v, "latest.json is what --json printed");
+    let svg = std::fs::read_to_string(kept.join("latest.svg")).unwrap();
+    assert!(
+        svg.starts_with("<svg") && svg.contains("</svg>"),
+        "{svg:.200}"
+    );
 }
 
 #[test]

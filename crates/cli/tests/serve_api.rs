@@ -7,9 +7,14 @@
 //! OpenAPI file documents for its path, method and status; every documented operation is
 //! routed, and every route the server has ([`returns_http::ROUTES`]) is documented. While the
 //! log cannot be opened, the routes that need it answer 503 in their documented shape.
+//!
+//! The dashboard's side too: its page and files, `GET /events` (the first `teams` and
+//! `records` events, parsed), `GET /samples` (each sample a body `POST /returns` accepts),
+//! Manufacturing taken offline (its lag grows alone) and back (it catches up), and
+//! `GET /compare` before and after a real `returns compare` on the same data directory.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
@@ -147,6 +152,73 @@ fn call(addr: &str, method: &str, path: &str, content_type: &str, body: &str) ->
 
 fn get(addr: &str, path: &str) -> Answer {
     call(addr, "GET", path, "application/json", "")
+}
+
+fn post(addr: &str, path: &str) -> Answer {
+    call(addr, "POST", path, "application/json", "")
+}
+
+/// The first `teams` and the first `records` event of `GET /events`, as JSON, read from the
+/// chunked stream, which is then dropped.
+fn first_live_events(addr: &str) -> (Value, Value) {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        stream,
+        "GET /events HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n"
+    )
+    .unwrap();
+    let mut reader = BufReader::new(stream);
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).expect("a header line");
+        if line == "\r\n" {
+            break;
+        }
+        head.push_str(&line);
+    }
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: text/event-stream"),
+        "{head}"
+    );
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("transfer-encoding: chunked"),
+        "{head}"
+    );
+    // Undo the chunking, then split the text into events (blank-line separated).
+    let (mut text, mut teams, mut records) = (String::new(), None, None);
+    while teams.is_none() || records.is_none() {
+        let mut size = String::new();
+        reader.read_line(&mut size).expect("a chunk size");
+        let size = usize::from_str_radix(size.trim(), 16).expect("a hex chunk size");
+        assert!(size > 0, "the stream ended early: {text}");
+        let mut chunk = vec![0; size + 2];
+        reader.read_exact(&mut chunk).expect("a chunk");
+        text.push_str(std::str::from_utf8(&chunk[..size]).expect("UTF-8"));
+        while let Some((event, rest)) = text.split_once("\n\n") {
+            let (mut name, mut data) = ("message", String::new());
+            for line in event.lines() {
+                if let Some(v) = line.strip_prefix("event: ") {
+                    name = v;
+                } else if let Some(v) = line.strip_prefix("data: ") {
+                    data.push_str(v);
+                }
+            }
+            match name {
+                "teams" if teams.is_none() => teams = serde_json::from_str(&data).ok(),
+                "records" if records.is_none() => records = serde_json::from_str(&data).ok(),
+                _ => {}
+            }
+            text = rest.to_string();
+        }
+    }
+    (teams.unwrap(), records.unwrap())
 }
 
 /// `returns serve` on a free loopback port, killed if the test ends first.
@@ -443,6 +515,8 @@ fn the_api_answers_and_fits_its_openapi_file(log: &str) {
     assert_eq!(samples.len(), 5 * 5);
     spec.saw("GET", "/metrics", &metrics);
 
+    dashboard_side(&mut server, &mut spec, &ids, &data);
+
     // The file and the server agree: every documented operation is routed, every route is
     // documented, and another method on a documented path is a JSON 405.
     let routed: BTreeSet<(String, String)> = returns_http::ROUTES
@@ -451,17 +525,24 @@ fn the_api_answers_and_fits_its_openapi_file(log: &str) {
         .collect();
     assert_eq!(spec.operations(), routed, "docs/openapi.json vs the routes");
     for (method, path) in spec.operations() {
-        let concrete = path.replace("{id}", &ids[0]);
+        let concrete = path
+            .replace("{id}", &ids[0])
+            .replace("{team}", "quality")
+            .replace("{file}", "app.js");
+        let other = if method == "GET" { "DELETE" } else { "PUT" };
+        let a = call(&addr, other, &concrete, "application/json", "");
+        assert_eq!(a.status, 405, "{other} {path}: {}", a.text);
+        if path == "/events" {
+            continue; // a stream that does not end: read by first_live_events
+        }
         let a = call(&addr, &method, &concrete, "application/json", &body(0));
         assert!(
-            ![404, 405].contains(&a.status),
+            !["not_found", "method_not_allowed"]
+                .contains(&a.body["error"]["kind"].as_str().unwrap_or("")),
             "{method} {path} is documented but not routed: {} {}",
             a.status,
             a.text
         );
-        let other = if method == "GET" { "DELETE" } else { "PUT" };
-        let a = call(&addr, other, &concrete, "application/json", "");
-        assert_eq!(a.status, 405, "{other} {path}: {}", a.text);
     }
     spec.validate_all();
 
@@ -470,6 +551,242 @@ fn the_api_answers_and_fits_its_openapi_file(log: &str) {
         "exit 0 on SIGTERM:\n{}",
         server.output()
     );
+}
+
+/// The dashboard's routes, after the first returns are all handled.
+fn dashboard_side(server: &mut Server, spec: &mut Spec, ids: &[String], data: &Path) {
+    let addr = server.addr.clone();
+
+    // The page and its files, compiled in.
+    let page = get(&addr, "/");
+    assert_eq!(page.status, 200);
+    assert!(
+        page.content_type.starts_with("text/html"),
+        "{}",
+        page.content_type
+    );
+    assert!(page.text.contains("/assets/app.js"), "{}", page.text);
+    spec.saw("GET", "/", &page);
+    for (file, kind) in [("app.css", "text/css"), ("app.js", "text/javascript")] {
+        let a = get(&addr, &format!("/assets/{file}"));
+        assert_eq!(a.status, 200, "{file}");
+        assert!(
+            a.content_type.starts_with(kind),
+            "{file}: {}",
+            a.content_type
+        );
+        spec.saw("GET", "/assets/{file}", &a);
+    }
+    let missing = get(&addr, "/assets/nothing.js");
+    assert_eq!(
+        (missing.status, &missing.body["error"]["kind"]),
+        (404, &"not_found".into())
+    );
+    spec.saw("GET", "/assets/{file}", &missing);
+
+    // The live stream: the teams' rows now, then the latest of every lane, read from the log.
+    let (teams, records) = first_live_events(&addr);
+    assert_eq!(teams["teams"].as_array().unwrap().len(), 5, "{teams}");
+    assert!(teams["teams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|t| t["online"] == true));
+    let lane = |name: &str| -> BTreeSet<String> {
+        records["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["lane"] == name)
+            .map(|r| r["return_id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let all: BTreeSet<String> = ids.iter().cloned().collect();
+    for name in [
+        "requests",
+        "sales",
+        "inventory",
+        "manufacturing",
+        "accounting",
+        "quality",
+    ] {
+        assert_eq!(lane(name), all, "lane {name}: {records}");
+    }
+    for r in records["records"].as_array().unwrap() {
+        let expected = if r["lane"] == "requests" {
+            "request"
+        } else {
+            "accepted|rejected"
+        };
+        assert!(expected.contains(r["outcome"].as_str().unwrap()), "{r}");
+        assert!(r["time"].is_string() && r["summary"].is_string(), "{r}");
+    }
+
+    // Samples: new, valid requests.
+    let samples = get(&addr, "/samples?count=3");
+    assert_eq!(samples.status, 200, "{}", samples.text);
+    spec.saw("GET", "/samples", &samples);
+    let requests = samples.body["requests"].as_array().unwrap();
+    assert_eq!(requests.len(), 3);
+    let mut handled = RETURNS;
+    for request in requests {
+        let a = call(
+            &addr,
+            "POST",
+            "/returns",
+            "application/json",
+            &request.to_string(),
+        );
+        assert_eq!(
+            (a.status, &a.body["duplicate"]),
+            (202, &false.into()),
+            "{}",
+            a.text
+        );
+        handled += 1;
+    }
+    for bad in ["0", "51", "x"] {
+        let a = get(&addr, &format!("/samples?count={bad}"));
+        assert_eq!(
+            (a.status, &a.body["error"]["field"]),
+            (422, &"count".into()),
+            "{}",
+            a.text
+        );
+        spec.saw("GET", "/samples", &a);
+    }
+    let rows = |a: &Answer| -> BTreeMap<String, Value> {
+        a.body["teams"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| (t["team"].as_str().unwrap().to_string(), t.clone()))
+            .collect()
+    };
+    let addr2 = addr.clone();
+    server.poll("the samples handled by every team", |_| {
+        let a = get(&addr2, "/teams");
+        rows(&a)
+            .values()
+            .all(|t| t["lag"] == 0 && t["processed"] == handled)
+            .then_some(())
+    });
+
+    // Manufacturing offline: its lag grows, alone; the others carry on.
+    let off = post(&addr, "/teams/manufacturing/offline");
+    assert_eq!(off.status, 200, "{}", off.text);
+    assert_eq!(
+        (&off.body["online"], &off.body["changed"]),
+        (&false.into(), &true.into())
+    );
+    spec.saw("POST", "/teams/{team}/offline", &off);
+    let again = post(&addr, "/teams/manufacturing/offline");
+    assert_eq!(again.body["changed"], false, "{}", again.text);
+    let unknown = post(&addr, "/teams/marketing/offline");
+    assert_eq!(
+        (unknown.status, &unknown.body["error"]["kind"]),
+        (404, &"team_not_found".into())
+    );
+    spec.saw("POST", "/teams/{team}/offline", &unknown);
+    const MORE: u64 = 4;
+    for i in 0..MORE {
+        let a = call(
+            &addr,
+            "POST",
+            "/returns",
+            "application/json",
+            &body(100 + i),
+        );
+        assert_eq!(a.status, 202, "{}", a.text);
+    }
+    let while_off = server.poll(
+        "the others to handle the returns while Manufacturing is offline",
+        |_| {
+            let a = get(&addr2, "/teams");
+            let rows = rows(&a);
+            let others = rows
+                .iter()
+                .filter(|(team, _)| *team != "manufacturing")
+                .all(|(_, t)| t["lag"] == 0 && t["processed"] == handled + MORE);
+            (others && rows["manufacturing"]["lag"] == MORE).then_some(a)
+        },
+    );
+    let m = &rows(&while_off)["manufacturing"];
+    assert_eq!(
+        (&m["online"], &m["processed"]),
+        (&false.into(), &handled.into()),
+        "{m}"
+    );
+    assert!(m["changed_at"].is_string(), "{m}");
+    spec.saw("GET", "/teams", &while_off);
+
+    // Back online: it catches up from its committed position.
+    let on = post(&addr, "/teams/manufacturing/online");
+    assert_eq!(
+        (on.status, &on.body["online"]),
+        (200, &true.into()),
+        "{}",
+        on.text
+    );
+    spec.saw("POST", "/teams/{team}/online", &on);
+    server.poll("Manufacturing to catch up", |_| {
+        let a = get(&addr2, "/teams");
+        rows(&a)
+            .values()
+            .all(|t| t["lag"] == 0 && t["processed"] == handled + MORE && t["online"] == true)
+            .then_some(())
+    });
+
+    // No comparison yet; then a real one on the same data directory.
+    let none = get(&addr, "/compare");
+    assert_eq!(
+        (none.status, &none.body["error"]["kind"]),
+        (404, &"no_comparison".into()),
+        "{}",
+        none.text
+    );
+    assert!(
+        none.text.contains("returns compare"),
+        "a hint: {}",
+        none.text
+    );
+    spec.saw("GET", "/compare", &none);
+    let no_chart = get(&addr, "/compare/chart.svg");
+    assert_eq!(no_chart.status, 404);
+    spec.saw("GET", "/compare/chart.svg", &no_chart);
+    let compared = Command::new(env!("CARGO_BIN_EXE_returns"))
+        .args([
+            "compare",
+            "--returns",
+            "20",
+            "--rate",
+            "400",
+            "--settle-secs",
+            "30",
+            "--data",
+        ])
+        .arg(data)
+        .env_remove("RETURNS_LOG")
+        .output()
+        .expect("run returns compare");
+    assert!(
+        compared.status.success(),
+        "{}",
+        String::from_utf8_lossy(&compared.stderr)
+    );
+    let latest = get(&addr, "/compare");
+    assert_eq!(latest.status, 200, "{}", latest.text);
+    assert_eq!(latest.body["returns"], 20);
+    assert_eq!(
+        latest.body["event_sourced"]["complete"], 20,
+        "{}",
+        latest.text
+    );
+    spec.saw("GET", "/compare", &latest);
+    let chart = get(&addr, "/compare/chart.svg");
+    assert_eq!(chart.status, 200);
+    assert!(chart.text.starts_with("<svg"), "{}", chart.text);
+    spec.saw("GET", "/compare/chart.svg", &chart);
 }
 
 /// A return id nobody published.

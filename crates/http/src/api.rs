@@ -10,6 +10,11 @@
 //! ([`timeline`]); the teams' counts come from their in-memory [`TeamMetrics`] (this run) and
 //! their positions and lag from the log (durable).
 //!
+//! The dashboard's side: `GET /events` (server-sent events, see [`crate::live`]),
+//! `POST /teams/{team}/offline` and `/online` (a [`Supervisor`] stops the team's service or
+//! starts it again), `GET /samples` (generated requests for the form), and `GET /compare` with
+//! `/compare/chart.svg` (what the latest `returns compare` on this data directory found).
+//!
 //! Until the log answers, `/returns/{id}`, `/teams` and `/metrics` answer 503 `unavailable`,
 //! and `/healthz` answers 503. `/stats` reads only the analytics view's file.
 
@@ -17,20 +22,25 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock, PoisonError};
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
-use returns_domain::ReturnId;
+use returns_domain::{Generator, ReturnId, Timestamp};
+use returns_eventlog::wire::v2::RefundRequestV2;
 use returns_eventlog::{team_group, EventLog, RETURN_ORDERS};
 use returns_services::analytics::{AnalyticsStore, Stats};
 use returns_services::audit::{timeline, AuditEntry};
 use returns_services::projection::REACTING_TEAMS;
 use returns_services::status::{ReturnStatus, Status, StatusStore, TeamStatus};
-use returns_services::{ServiceError, TeamMetrics};
-use serde::Serialize;
+use returns_services::supervisor::TeamState;
+use returns_services::{ServiceError, Supervisor, TeamMetrics, TeamName};
+use serde::{Deserialize, Serialize};
+use time::format_description::well_known::Rfc3339;
+use tokio_util::sync::CancellationToken;
 
+use crate::live::{Live, EVENTS_PATH};
 use crate::{ErrorBody, ErrorDetail, Intake, RETURNS_PATH};
 
 /// `GET` one return's status and timeline.
@@ -39,16 +49,36 @@ pub const TEAMS_PATH: &str = "/teams";
 pub const STATS_PATH: &str = "/stats";
 pub const METRICS_PATH: &str = "/metrics";
 pub const HEALTHZ_PATH: &str = "/healthz";
+pub const OFFLINE_PATH: &str = "/teams/{team}/offline";
+pub const ONLINE_PATH: &str = "/teams/{team}/online";
+pub const SAMPLES_PATH: &str = "/samples";
+pub const COMPARE_PATH: &str = "/compare";
+pub const COMPARE_CHART_PATH: &str = "/compare/chart.svg";
+
+/// Where `returns compare` leaves its latest result, under the data directory's `compare/`.
+pub const LATEST_COMPARISON: &str = "latest.json";
+/// And its chart.
+pub const LATEST_CHART: &str = "latest.svg";
+/// The most requests `GET /samples` generates at once.
+pub const MAX_SAMPLES: u32 = 50;
 
 /// Every route `returns serve` answers, as (method, path): the OpenAPI test checks the file
 /// against this list and against the server.
-pub const ROUTES: [(&str, &str); 6] = [
+pub const ROUTES: [(&str, &str); 14] = [
     ("POST", RETURNS_PATH),
     ("GET", RETURN_PATH),
     ("GET", TEAMS_PATH),
     ("GET", STATS_PATH),
     ("GET", METRICS_PATH),
     ("GET", HEALTHZ_PATH),
+    ("GET", EVENTS_PATH),
+    ("POST", OFFLINE_PATH),
+    ("POST", ONLINE_PATH),
+    ("GET", SAMPLES_PATH),
+    ("GET", COMPARE_PATH),
+    ("GET", COMPARE_CHART_PATH),
+    ("GET", crate::dashboard::DASHBOARD_PATH),
+    ("GET", crate::dashboard::ASSET_PATH),
 ];
 
 /// The Prometheus text exposition format's content type.
@@ -70,6 +100,10 @@ struct Inner {
     log: OnceLock<Arc<dyn EventLog>>,
     teams: Vec<Arc<TeamMetrics>>,
     intake: Intake,
+    supervisor: OnceLock<Arc<Supervisor>>,
+    live: Arc<Live>,
+    streams: CancellationToken,
+    compare_dir: OnceLock<PathBuf>,
 }
 
 impl Api {
@@ -80,6 +114,7 @@ impl Api {
         teams: Vec<Arc<TeamMetrics>>,
         intake: Intake,
     ) -> Api {
+        let streams = CancellationToken::new();
         Api {
             inner: Arc::new(Inner {
                 data_dir,
@@ -87,6 +122,10 @@ impl Api {
                 log: OnceLock::new(),
                 teams,
                 intake,
+                supervisor: OnceLock::new(),
+                live: Arc::new(Live::new(streams.clone())),
+                streams,
+                compare_dir: OnceLock::new(),
             }),
         }
     }
@@ -94,6 +133,35 @@ impl Api {
     /// The log answered: from now on the routes that need it read it.
     pub fn log_opened(&self, log: Arc<dyn EventLog>) {
         let _ = self.inner.log.set(log);
+    }
+
+    /// The teams run under `supervisor`: `/teams` says which are online, and the dashboard can
+    /// take them offline and back.
+    pub fn teams_started(&self, supervisor: Arc<Supervisor>) {
+        let _ = self.inner.supervisor.set(supervisor);
+    }
+
+    /// `GET /compare` reads `returns compare`'s latest result in `dir` (`<data>/compare`).
+    pub fn with_compare_dir(self, dir: PathBuf) -> Api {
+        let _ = self.inner.compare_dir.set(dir);
+        self
+    }
+
+    /// The hub of `GET /events`: give [`Live::tap`] to the status view's runner.
+    pub fn live(&self) -> &Arc<Live> {
+        &self.inner.live
+    }
+
+    /// Send the dashboard's updates until [`Api::close_streams`].
+    pub async fn live_updates(self) {
+        let live = Arc::clone(&self.inner.live);
+        live.run(self).await
+    }
+
+    /// End every `GET /events` stream (before a graceful shutdown, which waits for open
+    /// connections).
+    pub fn close_streams(&self) {
+        self.inner.streams.cancel();
     }
 
     fn log(&self) -> Result<Arc<dyn EventLog>, ApiError> {
@@ -113,6 +181,12 @@ pub fn api_routes(api: Api) -> Router {
         .route(STATS_PATH, get(stats))
         .route(METRICS_PATH, get(metrics))
         .route(HEALTHZ_PATH, get(healthz))
+        .route(EVENTS_PATH, get(crate::live::events))
+        .route(OFFLINE_PATH, post(offline))
+        .route(ONLINE_PATH, post(online))
+        .route(SAMPLES_PATH, get(samples))
+        .route(COMPARE_PATH, get(compare))
+        .route(COMPARE_CHART_PATH, get(compare_chart))
         .with_state(api)
 }
 
@@ -123,6 +197,14 @@ pub enum ApiError {
     InvalidReturnId(String),
     #[error("no return {0} is known here: neither accepted by this server nor read from the log")]
     ReturnNotFound(String),
+    #[error(
+        "no team `{0}` runs here (teams: sales, inventory, manufacturing, accounting, quality)"
+    )]
+    TeamNotFound(String),
+    #[error("`count` must be a whole number from 1 to {MAX_SAMPLES}")]
+    InvalidCount,
+    #[error("no comparison yet: `returns compare` has not run with this data directory (hint: `returns compare --returns 1000 --outage manufacturing@2..6`)")]
+    NoComparison,
     #[error("the log {0} is not reachable yet")]
     Unavailable(String),
     #[error("the log did not answer: {0}")]
@@ -130,6 +212,9 @@ pub enum ApiError {
     /// A view's store failed; the cause (which names the file) goes to the server's log.
     #[error("the {0} could not be read; the cause is in the server's log")]
     Store(&'static str, #[source] ServiceError),
+    /// A file could not be read; the cause (which names it) goes to the server's log.
+    #[error("the {0} could not be read; the cause is in the server's log")]
+    File(&'static str, #[source] std::io::Error),
 }
 
 impl ApiError {
@@ -137,30 +222,47 @@ impl ApiError {
         match self {
             ApiError::InvalidReturnId(_) => "invalid_field",
             ApiError::ReturnNotFound(_) => "return_not_found",
+            ApiError::TeamNotFound(_) => "team_not_found",
+            ApiError::InvalidCount => "invalid_field",
+            ApiError::NoComparison => "no_comparison",
             ApiError::Unavailable(_) | ApiError::Log(_) => "unavailable",
-            ApiError::Store(..) => "store_failed",
+            ApiError::Store(..) | ApiError::File(..) => "store_failed",
         }
     }
 
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::InvalidReturnId(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::ReturnNotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::ReturnNotFound(_) | ApiError::TeamNotFound(_) | ApiError::NoComparison => {
+                StatusCode::NOT_FOUND
+            }
+            ApiError::InvalidCount => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unavailable(_) | ApiError::Log(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Store(..) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Store(..) | ApiError::File(..) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if let ApiError::Store(what, cause) = &self {
-            tracing::error!(error = %cause, "reading the {what} failed");
+        match &self {
+            ApiError::Store(what, cause) => {
+                tracing::error!(error = %cause, "reading the {what} failed")
+            }
+            ApiError::File(what, cause) => {
+                tracing::error!(error = %cause, "reading the {what} failed")
+            }
+            _ => {}
         }
         let body = ErrorBody {
             error: ErrorDetail {
                 kind: self.kind().to_string(),
-                field: matches!(self, ApiError::InvalidReturnId(_)).then(|| "id".to_string()),
+                field: match self {
+                    ApiError::InvalidReturnId(_) => Some("id".to_string()),
+                    ApiError::InvalidCount => Some("count".to_string()),
+                    ApiError::TeamNotFound(_) => Some("team".to_string()),
+                    _ => None,
+                },
                 message: self.to_string(),
             },
         };
@@ -251,9 +353,13 @@ pub struct TeamRow {
     pub rejected: u64,
     pub duplicates: u64,
     pub dead_lettered: u64,
+    /// Whether the team's service runs (the dashboard can take it offline).
+    pub online: bool,
+    /// When it was last taken offline or brought back (RFC 3339); `null` if never.
+    pub changed_at: Option<String>,
 }
 
-async fn team_rows(api: &Api) -> Result<TeamsAnswer, ApiError> {
+pub(crate) async fn team_rows(api: &Api) -> Result<TeamsAnswer, ApiError> {
     let log = api.log()?;
     let failed = |e: returns_eventlog::LogError| ApiError::Log(e.to_string());
     let ends = log.end_offsets(RETURN_ORDERS).await.map_err(failed)?;
@@ -263,7 +369,13 @@ async fn team_rows(api: &Api) -> Result<TeamsAnswer, ApiError> {
         let committed = log.committed(&group, RETURN_ORDERS).await.map_err(failed)?;
         let at = |p: usize| committed.get(p).copied().unwrap_or(0);
         let snapshot = metrics.snapshot();
+        let state = match (api.inner.supervisor.get(), metrics.team.parse::<TeamName>()) {
+            (Some(supervisor), Ok(team)) => supervisor.state(team).await,
+            _ => None,
+        };
         teams.push(TeamRow {
+            online: state.is_some_and(|s| s.online),
+            changed_at: state.and_then(|s| s.changed_at).and_then(rfc3339),
             team: metrics.team,
             position: committed.iter().sum(),
             lag: ends
@@ -287,6 +399,118 @@ async fn team_rows(api: &Api) -> Result<TeamsAnswer, ApiError> {
 
 async fn teams(State(api): State<Api>) -> Result<Json<TeamsAnswer>, ApiError> {
     team_rows(&api).await.map(Json)
+}
+
+fn rfc3339(t: time::OffsetDateTime) -> Option<String> {
+    t.format(&Rfc3339).ok()
+}
+
+/// `POST /teams/{team}/offline` and `/online`.
+#[derive(Debug, Serialize)]
+pub struct TeamChange {
+    pub team: &'static str,
+    pub online: bool,
+    /// False when the team already was in that state.
+    pub changed: bool,
+    pub changed_at: Option<String>,
+}
+
+async fn offline(api: State<Api>, team: Path<String>) -> Result<Json<TeamChange>, ApiError> {
+    set_online(api, team, false).await
+}
+
+async fn online(api: State<Api>, team: Path<String>) -> Result<Json<TeamChange>, ApiError> {
+    set_online(api, team, true).await
+}
+
+async fn set_online(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+    online: bool,
+) -> Result<Json<TeamChange>, ApiError> {
+    let team: TeamName = name
+        .parse()
+        .map_err(|_| ApiError::TeamNotFound(name.chars().take(40).collect()))?;
+    let supervisor = api
+        .inner
+        .supervisor
+        .get()
+        .cloned()
+        .ok_or_else(|| ApiError::Unavailable(api.inner.described.clone()))?;
+    let change = supervisor
+        .set_online(team, online)
+        .await
+        .map_err(|e| match e {
+            ServiceError::UnknownTeam(name) => ApiError::TeamNotFound(name),
+            e => ApiError::Store("team's service", e),
+        })?;
+    let TeamState { online, changed_at } = change.state;
+    Ok(Json(TeamChange {
+        team: team.as_str(),
+        online,
+        changed: change.changed,
+        changed_at: changed_at.and_then(rfc3339),
+    }))
+}
+
+/// `GET /samples?count=N`.
+#[derive(Debug, Deserialize)]
+pub struct SamplesQuery {
+    pub count: Option<String>,
+}
+
+/// Generated requests, new return ids, requested now: what the dashboard's form starts from.
+#[derive(Debug, Serialize)]
+pub struct Samples {
+    pub requests: Vec<RefundRequestV2>,
+}
+
+async fn samples(Query(query): Query<SamplesQuery>) -> Result<Json<Samples>, ApiError> {
+    let count = match query.count {
+        None => 1,
+        Some(text) => match text.parse::<u32>() {
+            Ok(n) if (1..=MAX_SAMPLES).contains(&n) => n,
+            _ => return Err(ApiError::InvalidCount),
+        },
+    };
+    let now = Timestamp::from_unix_millis(
+        (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64,
+    );
+    // Index 0 of a fresh seed never repeats an earlier order (a duplicate claim needs an
+    // earlier index): each sample is a new return with a new order.
+    let requests = (0..count)
+        .map(|_| {
+            let mut request = Generator::new(uuid::Uuid::new_v4().as_u64_pair().0).request(0);
+            request.requested_at = now;
+            RefundRequestV2::from(&request)
+        })
+        .collect();
+    Ok(Json(Samples { requests }))
+}
+
+fn compare_file(api: &Api, name: &str) -> Option<PathBuf> {
+    api.inner.compare_dir.get().map(|dir| dir.join(name))
+}
+
+async fn compare(State(api): State<Api>) -> Result<Response, ApiError> {
+    let path = compare_file(&api, LATEST_COMPARISON).ok_or(ApiError::NoComparison)?;
+    let text = match tokio::fs::read_to_string(&path).await {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err::<Response, _>(ApiError::NoComparison)
+        }
+        Err(e) => return Err::<Response, _>(ApiError::File("latest comparison", e)),
+    };
+    Ok(([(header::CONTENT_TYPE, "application/json")], text).into_response())
+}
+
+async fn compare_chart(State(api): State<Api>) -> Result<Response, ApiError> {
+    let path = compare_file(&api, LATEST_CHART).ok_or(ApiError::NoComparison)?;
+    match tokio::fs::read(&path).await {
+        Ok(svg) => Ok(([(header::CONTENT_TYPE, "image/svg+xml")], svg).into_response()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(ApiError::NoComparison),
+        Err(e) => Err(ApiError::File("latest comparison's chart", e)),
+    }
 }
 
 /// `GET /stats`: what `returns stats --json` reports, less its catch-up (the view runs
@@ -431,6 +655,8 @@ mod tests {
             rejected: 1,
             duplicates: 2,
             dead_lettered: 0,
+            online: true,
+            changed_at: None,
         };
         let text = prometheus_text(&[row("sales", 0), row("inventory", 3)]);
         assert!(text.contains("# TYPE returns_team_lag gauge\n"), "{text}");

@@ -71,12 +71,13 @@ pub mod body;
 pub mod dashboard;
 mod error;
 pub mod intake;
+pub mod live;
 pub mod orchestrator;
 mod team;
 
 pub use api::{api_routes, Api, ROUTES};
-pub use dashboard::dashboard_routes;
 pub use auth::{listen, needs_token, require_token_for_writes, ListenError, Token};
+pub use dashboard::dashboard_routes;
 pub use error::{ErrorBody, ErrorDetail, HttpError};
 pub use intake::{intake_router, intake_routes, Accepted, Intake, RETURNS_PATH};
 pub use team::{path, team_router, team_routes, Decision};

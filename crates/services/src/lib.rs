@@ -26,6 +26,7 @@ pub mod replay;
 pub mod schedule;
 pub mod status;
 pub mod store;
+pub mod supervisor;
 mod team_service;
 mod teams;
 
@@ -37,6 +38,7 @@ pub use projection::{Projection, ProjectionRunner, ViewStore};
 pub use publisher::Publisher;
 pub use schedule::{FaultPlan, RunClock, TeamFaultState};
 pub use store::TeamStore;
+pub use supervisor::Supervisor;
 pub use team_service::RetryPolicy;
 pub use team_service::{TeamConfig, TeamService};
 pub use teams::{open_store_view, spawn_team, spawn_team_scheduled, StoreView, TeamName};

@@ -529,6 +529,7 @@ pub struct CatchUp {
 }
 
 type ProgressFn = Arc<dyn Fn(CatchUpProgress) + Send + Sync>;
+type TapFn<E> = Arc<dyn Fn(&[Incoming<E>]) + Send + Sync>;
 
 /// Feeds one view from the log.
 pub struct ProjectionRunner<P: Projection> {
@@ -536,6 +537,7 @@ pub struct ProjectionRunner<P: Projection> {
     data_dir: PathBuf,
     config: ProjectionConfig,
     progress: Option<ProgressFn>,
+    tap: Option<TapFn<EventOf<P>>>,
     view: PhantomData<fn() -> P>,
 }
 
@@ -719,6 +721,7 @@ impl<P: Projection> ProjectionRunner<P> {
             data_dir,
             config: ProjectionConfig::default(),
             progress: None,
+            tap: None,
             view: PhantomData,
         }
     }
@@ -731,6 +734,13 @@ impl<P: Projection> ProjectionRunner<P> {
     /// Call `f` as a catch-up moves forward (for a progress bar).
     pub fn with_progress(mut self, f: impl Fn(CatchUpProgress) + Send + Sync + 'static) -> Self {
         self.progress = Some(Arc::new(f));
+        self
+    }
+
+    /// Show `f` every batch the view has applied, once its transaction has committed (the
+    /// dashboard's live lanes). `f` runs on the runner's task: it must be quick.
+    pub fn with_tap(mut self, f: impl Fn(&[Incoming<EventOf<P>>]) + Send + Sync + 'static) -> Self {
+        self.tap = Some(Arc::new(f));
         self
     }
 
@@ -1099,14 +1109,18 @@ impl<P: Projection> ProjectionRunner<P> {
         standing: &mut Standing,
         patience: &Patience,
     ) -> Result<(ViewStore<P>, BatchCounts), ServiceError> {
-        let (store, (counts, held)) = self
+        let (store, (counts, held, batch)) = self
             .on_store(store, patience, move |store| {
                 let batch: Vec<Incoming<EventOf<P>>> =
                     records.iter().map(Incoming::decode::<P::Source>).collect();
-                store.apply_and_position(&batch)
+                let (counts, held) = store.apply_and_position(&batch)?;
+                Ok((counts, held, batch))
             })
             .await?;
         standing.held = held;
+        if let Some(tap) = &self.tap {
+            tap(&batch);
+        }
         Ok((store, counts))
     }
 

@@ -16,12 +16,13 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use returns_http::{
-    api_routes, dashboard_routes, intake_routes, json_fallbacks, require_token_for_writes, Api, Intake, Token,
+    api_routes, dashboard_routes, intake_routes, json_fallbacks, require_token_for_writes, Api,
+    Intake, Token,
 };
 use returns_services::analytics::Analytics;
 use returns_services::intake::USER_SUPPORT;
 use returns_services::status::StatusView;
-use returns_services::{spawn_team, ProjectionRunner, ServiceError, TeamMetrics, TeamName};
+use returns_services::{ProjectionRunner, ServiceError, Supervisor, TeamMetrics, TeamName};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -116,7 +117,8 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
         described.clone(),
         teams.iter().map(|(_, m)| Arc::clone(m)).collect(),
         intake.clone(),
-    );
+    )
+    .with_compare_dir(global.data_root().join("compare"));
     let mut app = json_fallbacks(
         intake_routes(intake.clone())
             .merge(api_routes(api.clone()))
@@ -128,9 +130,10 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     }
     let stop_http = CancellationToken::new();
     let mut http = tokio::spawn(returns_http::serve(listener, app, stop_http.clone()));
+    let live = tokio::spawn(api.clone().live_updates());
     eprintln!(
-        "listening on http://{local}: POST {} ({}), GET /returns/{{id}} /teams /stats /metrics \
-         /healthz; log {described}; stores in {}",
+        "listening on http://{local}: the dashboard at /; POST {} ({}), GET /returns/{{id}} \
+         /teams /stats /metrics /healthz /events; log {described}; stores in {}",
         returns_http::RETURNS_PATH,
         if guarded {
             "writes need the token"
@@ -155,6 +158,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     };
     let stop_work = CancellationToken::new();
     let mut workers: Vec<(&'static str, JoinHandle<Result<(), ServiceError>>)> = Vec::new();
+    let mut supervisor = None;
     if let Some(log) = &log {
         let relay = intake
             .store()
@@ -166,18 +170,20 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
                 Arc::new(TeamMetrics::new(USER_SUPPORT)),
             )?;
         workers.push((USER_SUPPORT, tokio::spawn(relay.run(stop_work.clone()))));
-        for (team, metrics) in &teams {
-            let task = spawn_team(
-                *team,
-                Arc::clone(log),
-                data.clone(),
-                Arc::clone(metrics),
-                stop_work.clone(),
-            );
-            workers.push((team.as_str(), task));
-        }
-        // The views the read side answers from, followed rather than caught up per request.
-        let status = ProjectionRunner::<StatusView>::new(Arc::clone(log), data.clone());
+        // The teams run under a supervisor: the dashboard can take one offline and back.
+        let teams = Arc::new(Supervisor::start(
+            Arc::clone(log),
+            data.clone(),
+            teams
+                .iter()
+                .map(|(team, metrics)| (*team, Arc::clone(metrics))),
+        ));
+        api.teams_started(Arc::clone(&teams));
+        supervisor = Some(teams);
+        // The views the read side answers from, followed rather than caught up per request;
+        // the status view shows the dashboard's lanes what it reads.
+        let status = ProjectionRunner::<StatusView>::new(Arc::clone(log), data.clone())
+            .with_tap(api.live().tap());
         workers.push((
             "the status view",
             tokio::spawn(status.run(stop_work.clone())),
@@ -205,13 +211,18 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
         if let Some((name, _)) = workers.iter().find(|(_, w)| w.is_finished()) {
             break Some(*name);
         }
+        if let Some(team) = supervisor.as_ref().and_then(|s| s.stopped_on_its_own()) {
+            break Some(team.as_str());
+        }
         tokio::select! {
             _ = shutdown.cancelled() => {}
             _ = tokio::time::sleep(Duration::from_millis(200)) => {}
         }
     };
 
-    // Stop taking requests and finish those in flight; then the relay and the teams.
+    // Stop taking requests and finish those in flight (the dashboard's streams end at once);
+    // then the relay and the teams.
+    api.close_streams();
     stop_http.cancel();
     let served = tokio::time::timeout(GRACE, &mut http).await;
     if served.is_err() {
@@ -219,6 +230,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
         tracing::warn!("requests still in flight after the grace period were dropped");
     }
     stop_work.cancel();
+    let _ = live.await;
     let mut errors = Vec::new();
     if let Ok(Ok(Err(e))) = served {
         errors.push(format!("the HTTP server failed: {e}"));
@@ -245,6 +257,13 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
                 tracing::info!(error = %e, "the relay stopped with records left");
             }
             Ok(Err(e)) => errors.push(format!("{name} failed: {e}")),
+        }
+    }
+    if let Some(supervisor) = &supervisor {
+        for (team, ended) in supervisor.stop().await {
+            if let Err(e) = ended {
+                errors.push(format!("{team} failed: {e}"));
+            }
         }
     }
     let waiting = intake

@@ -107,6 +107,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     }
     .run()
     .await?;
+    keep_latest(&global.data_root().join("compare"), &comparison)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&comparison)?);
     } else {
@@ -120,6 +121,33 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Leave the result where `returns serve` shows it (`GET /compare`): `<data>/compare/latest.json`
+/// (the `--json` object, with `finished_at` and `chart`) and `latest.svg`, each replaced whole
+/// (written aside, then renamed), so a reader never sees half a file.
+fn keep_latest(dir: &Path, comparison: &Comparison) -> anyhow::Result<()> {
+    let mut json = serde_json::to_value(comparison)?;
+    json["finished_at"] = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)?
+        .into();
+    json["chart"] = returns_http::api::COMPARE_CHART_PATH.into();
+    let write = |name: &str, bytes: &[u8]| -> anyhow::Result<()> {
+        let path = dir.join(name);
+        let aside = dir.join(format!(".{name}.new"));
+        std::fs::write(&aside, bytes)
+            .and_then(|()| std::fs::rename(&aside, &path))
+            .with_context(|| format!("cannot write {}", path.display()))
+    };
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    write(
+        returns_http::api::LATEST_CHART,
+        chart::svg(comparison).as_bytes(),
+    )?;
+    write(
+        returns_http::api::LATEST_COMPARISON,
+        serde_json::to_string_pretty(&json)?.as_bytes(),
+    )
 }
 
 /// The event-sourced model's log: the one given (a Kafka log gets a namespace of its own, so

@@ -1,0 +1,271 @@
+//! Teams run as tasks that can be stopped and started again while the rest carries on: what
+//! `returns serve` does when someone takes a team offline from the dashboard.
+//!
+//! Offline is an outage seen from outside: the team's service stops the way it does on SIGTERM
+//! (it finishes its batch and commits), its consumer group keeps its committed position, and
+//! `returnOrders` keeps growing; its lag grows and nobody else notices. Online starts the same
+//! service again: it reads from its committed position and catches up. Its counters
+//! ([`TeamMetrics`]) carry on across the stop.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use returns_eventlog::EventLog;
+use time::OffsetDateTime;
+use tokio::sync::Mutex;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::{spawn_team, ServiceError, TeamMetrics, TeamName};
+
+type Task = JoinHandle<Result<(), ServiceError>>;
+
+/// The running teams of one process.
+pub struct Supervisor {
+    log: Arc<dyn EventLog>,
+    data_dir: PathBuf,
+    slots: Mutex<BTreeMap<TeamName, Slot>>,
+}
+
+struct Slot {
+    metrics: Arc<TeamMetrics>,
+    /// The service's stop token and task while it runs.
+    running: Option<(CancellationToken, Task)>,
+    /// When it was last taken offline or brought back (never: `None`).
+    changed_at: Option<OffsetDateTime>,
+}
+
+/// A team's state, as the API shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TeamState {
+    pub online: bool,
+    pub changed_at: Option<OffsetDateTime>,
+}
+
+/// What [`Supervisor::set_online`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Change {
+    pub state: TeamState,
+    /// False when the team already was in the state asked for.
+    pub changed: bool,
+}
+
+impl Supervisor {
+    /// Start every team of `teams`, each with its counters.
+    pub fn start(
+        log: Arc<dyn EventLog>,
+        data_dir: PathBuf,
+        teams: impl IntoIterator<Item = (TeamName, Arc<TeamMetrics>)>,
+    ) -> Supervisor {
+        let slots = teams
+            .into_iter()
+            .map(|(team, metrics)| {
+                let running = Some(spawn(&log, &data_dir, team, &metrics));
+                (
+                    team,
+                    Slot {
+                        metrics,
+                        running,
+                        changed_at: None,
+                    },
+                )
+            })
+            .collect();
+        Supervisor {
+            log,
+            data_dir,
+            slots: Mutex::new(slots),
+        }
+    }
+
+    /// The teams it runs, in order.
+    pub async fn teams(&self) -> Vec<TeamName> {
+        self.slots.lock().await.keys().copied().collect()
+    }
+
+    pub async fn state(&self, team: TeamName) -> Option<TeamState> {
+        self.slots.lock().await.get(&team).map(Slot::state)
+    }
+
+    /// Take `team` offline (its service finishes its batch, commits and stops) or bring it back
+    /// (started again from its committed position). Calls are served one at a time.
+    pub async fn set_online(&self, team: TeamName, online: bool) -> Result<Change, ServiceError> {
+        let mut slots = self.slots.lock().await;
+        let slot = slots
+            .get_mut(&team)
+            .ok_or_else(|| ServiceError::UnknownTeam(team.to_string()))?;
+        if slot.running.is_some() == online {
+            return Ok(Change {
+                state: slot.state(),
+                changed: false,
+            });
+        }
+        match slot.running.take() {
+            Some((stop, task)) => {
+                stop.cancel();
+                let ended = task.await.map_err(|_| ServiceError::Task(team.as_str()))?;
+                if let Err(e) = ended {
+                    // It had failed on its own before being asked to stop; it is offline now
+                    // either way, and the failure is the log's to show.
+                    tracing::warn!(team = %team, error = %e, "the team had stopped on an error");
+                }
+                tracing::info!(team = %team, "taken offline");
+            }
+            None => {
+                slot.running = Some(spawn(&self.log, &self.data_dir, team, &slot.metrics));
+                tracing::info!(team = %team, "brought back online; catching up");
+            }
+        }
+        slot.changed_at = Some(OffsetDateTime::now_utc());
+        Ok(Change {
+            state: slot.state(),
+            changed: true,
+        })
+    }
+
+    /// A team whose service ended although nobody stopped it (it failed), if any. Never
+    /// waits: while a change is under way, `None`.
+    pub fn stopped_on_its_own(&self) -> Option<TeamName> {
+        let slots = self.slots.try_lock().ok()?;
+        slots
+            .iter()
+            .find(|(_, slot)| matches!(&slot.running, Some((_, task)) if task.is_finished()))
+            .map(|(team, _)| *team)
+    }
+
+    /// Stop every team that runs, each finishing and committing its batch; what each ended with.
+    pub async fn stop(&self) -> Vec<(TeamName, Result<(), ServiceError>)> {
+        let mut slots = self.slots.lock().await;
+        for (stop, _) in slots.values().filter_map(|s| s.running.as_ref()) {
+            stop.cancel();
+        }
+        let mut ended = Vec::new();
+        for (team, slot) in slots.iter_mut() {
+            if let Some((_, task)) = slot.running.take() {
+                let result = task.await.unwrap_or(Err(ServiceError::Task(team.as_str())));
+                ended.push((*team, result));
+            }
+        }
+        ended
+    }
+}
+
+impl Slot {
+    fn state(&self) -> TeamState {
+        TeamState {
+            online: self.running.is_some(),
+            changed_at: self.changed_at,
+        }
+    }
+}
+
+fn spawn(
+    log: &Arc<dyn EventLog>,
+    data_dir: &std::path::Path,
+    team: TeamName,
+    metrics: &Arc<TeamMetrics>,
+) -> (CancellationToken, Task) {
+    let stop = CancellationToken::new();
+    let task = spawn_team(
+        team,
+        Arc::clone(log),
+        data_dir.to_path_buf(),
+        Arc::clone(metrics),
+        stop.clone(),
+    );
+    (stop, task)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use returns_domain::Generator;
+    use returns_eventlog::{team_group, RETURN_ORDERS};
+    use std::time::{Duration, Instant};
+
+    async fn committed(log: &Arc<dyn EventLog>, team: TeamName) -> u64 {
+        log.committed(&team_group(team.as_str()), RETURN_ORDERS)
+            .await
+            .unwrap()
+            .iter()
+            .sum()
+    }
+
+    async fn wait_for(what: &str, mut done: impl AsyncFnMut() -> bool) {
+        let started = Instant::now();
+        while !done().await {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "timed out waiting for {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_offline_team_falls_behind_alone_and_catches_up_when_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("log.db").display());
+        let log = returns_eventlog::open(&url).await.unwrap();
+        let publisher = crate::Publisher::new(Arc::clone(&log));
+        let generator = Generator::new(7);
+        let teams = [TeamName::Sales, TeamName::Manufacturing];
+        let supervisor = Supervisor::start(
+            Arc::clone(&log),
+            dir.path().to_path_buf(),
+            teams.map(|t| (t, Arc::new(TeamMetrics::new(t.as_str())))),
+        );
+        let first: Vec<_> = generator.requests(0..20).collect();
+        publisher.publish(&first).await.unwrap();
+        for team in teams {
+            wait_for("both teams to read the first 20", async || {
+                committed(&log, team).await == 20
+            })
+            .await;
+        }
+
+        let change = supervisor
+            .set_online(TeamName::Manufacturing, false)
+            .await
+            .unwrap();
+        assert!(change.changed && !change.state.online);
+        assert!(change.state.changed_at.is_some());
+        let again = supervisor
+            .set_online(TeamName::Manufacturing, false)
+            .await
+            .unwrap();
+        assert!(!again.changed, "a second offline changes nothing");
+
+        let more: Vec<_> = generator.requests(20..50).collect();
+        publisher.publish(&more).await.unwrap();
+        wait_for("sales to read all 50", async || {
+            committed(&log, TeamName::Sales).await == 50
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(
+            committed(&log, TeamName::Manufacturing).await,
+            20,
+            "an offline team reads nothing"
+        );
+        assert_eq!(supervisor.stopped_on_its_own(), None);
+
+        let back = supervisor
+            .set_online(TeamName::Manufacturing, true)
+            .await
+            .unwrap();
+        assert!(back.changed && back.state.online);
+        wait_for("manufacturing to catch up", async || {
+            committed(&log, TeamName::Manufacturing).await == 50
+        })
+        .await;
+        let ended = supervisor.stop().await;
+        assert_eq!(ended.len(), 2);
+        assert!(ended.iter().all(|(_, r)| r.is_ok()), "{ended:?}");
+        assert!(matches!(
+            supervisor.set_online(TeamName::Quality, true).await,
+            Err(ServiceError::UnknownTeam(_))
+        ));
+    }
+}
