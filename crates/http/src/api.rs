@@ -31,7 +31,7 @@ use returns_domain::{Generator, ReturnId, Timestamp};
 use returns_eventlog::wire::v2::RefundRequestV2;
 use returns_eventlog::{team_group, EventLog, RETURN_ORDERS};
 use returns_services::analytics::{AnalyticsStore, Stats};
-use returns_services::audit::{timeline, AuditEntry};
+use returns_services::audit::{timeline, timeline_at, AuditEntry};
 use returns_services::projection::REACTING_TEAMS;
 use returns_services::status::{ReturnStatus, Status, StatusStore, TeamStatus};
 use returns_services::supervisor::TeamState;
@@ -289,8 +289,10 @@ async fn return_status(
     let log = api.log()?;
     let (dir, intake) = (api.inner.data_dir.clone(), api.inner.intake.store());
     let key = return_id.to_string();
-    let (seen, accepted) = tokio::task::spawn_blocking(move || {
-        let seen = StatusStore::open(&dir)?.status(&return_id)?;
+    let (seen, accepted, located) = tokio::task::spawn_blocking(move || {
+        let store = StatusStore::open(&dir)?;
+        let seen = store.status(&return_id)?;
+        let located = store.located(&return_id.to_string())?;
         let accepted = match seen {
             Some(_) => false,
             None => intake
@@ -299,7 +301,7 @@ async fn return_status(
                 .accepted(&key)?
                 .is_some(),
         };
-        Ok::<_, ServiceError>((seen, accepted))
+        Ok::<_, ServiceError>((seen, accepted, located))
     })
     .await
     .map_err(|_| ApiError::Store("status view", ServiceError::Task("status view")))?
@@ -323,9 +325,14 @@ async fn return_status(
         },
         None => return Err(ApiError::ReturnNotFound(return_id.to_string())),
     };
-    let timeline = timeline(log.as_ref(), &return_id.to_string())
-        .await
-        .map_err(|e| ApiError::Log(e.to_string()))?;
+    // Where the status view noted the return's records: read just those. A view file from an
+    // older build cannot tell for the records it read then: scan the topics.
+    let key = return_id.to_string();
+    let timeline = match located {
+        Some(located) => timeline_at(log.as_ref(), &key, &located).await,
+        None => timeline(log.as_ref(), &key).await,
+    }
+    .map_err(|e| ApiError::Log(e.to_string()))?;
     Ok(Json(ReturnAnswer { status, timeline }))
 }
 

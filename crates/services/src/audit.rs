@@ -14,7 +14,7 @@ use std::collections::{BinaryHeap, HashMap};
 
 use returns_eventlog::envelope::Envelope;
 use returns_eventlog::wire::REFUND_REQUEST_DEFAULT_TYPE;
-use returns_eventlog::{team_topic, EventLog, Record, RETURN_ORDERS};
+use returns_eventlog::{team_topic, EventLog, Position, Record, RETURN_ORDERS};
 use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -137,7 +137,47 @@ pub async fn timeline(
     return_id: &str,
 ) -> Result<Vec<AuditEntry>, ServiceError> {
     let mut entries = Vec::new();
-    for topic in audited_topics(log).await? {
+    scan(log, audited_topics(log).await?, return_id, &mut entries).await?;
+    causal_order(&mut entries);
+    Ok(entries)
+}
+
+/// [`timeline`] without scanning: the records at `located` (where User Support's status view
+/// noted the return's records, [`crate::projection::ViewStore::located`]), and what the
+/// dead-letter topics hold about it (the view does not read them; they are read whole). A
+/// record the view has not read yet is not in it.
+pub async fn timeline_at(
+    log: &dyn EventLog,
+    return_id: &str,
+    located: &[Position],
+) -> Result<Vec<AuditEntry>, ServiceError> {
+    let mut entries = Vec::new();
+    for at in located {
+        let page = log.read(&at.topic, at.partition, at.offset, 1).await?;
+        entries.extend(
+            page.iter()
+                .filter(|r| r.offset == at.offset)
+                .map(AuditEntry::from_record),
+        );
+    }
+    let dead_letters = audited_topics(log)
+        .await?
+        .into_iter()
+        .filter(|t| t.ends_with(".dlt"))
+        .collect();
+    scan(log, dead_letters, return_id, &mut entries).await?;
+    causal_order(&mut entries);
+    Ok(entries)
+}
+
+/// Every record of `topics` keyed by the return or correlated with it.
+async fn scan(
+    log: &dyn EventLog,
+    topics: Vec<String>,
+    return_id: &str,
+    entries: &mut Vec<AuditEntry>,
+) -> Result<(), ServiceError> {
+    for topic in topics {
         log.for_each_record(&topic, &mut |record| {
             let ours = record.key.as_deref() == Some(return_id)
                 || record.header(returns_eventlog::envelope::CORRELATION_ID) == Some(return_id);
@@ -147,8 +187,7 @@ pub async fn timeline(
         })
         .await?;
     }
-    causal_order(&mut entries);
-    Ok(entries)
+    Ok(())
 }
 
 /// Order a trail so that every event comes after the event that caused it (when the trail

@@ -76,6 +76,12 @@ pub trait Projection: Send + Sync + 'static {
     fn create_tables(conn: &Connection) -> rusqlite::Result<()>;
     /// Write one event's facts, inside the batch's transaction. Called once per event id.
     fn write(tx: &Transaction<'_>, event: &EventOf<Self>) -> rusqlite::Result<()>;
+    /// The key under which the runner notes where a record is in the log (table `located`),
+    /// so that a reader can fetch one key's records without scanning the topics
+    /// ([`ViewStore::located`]). `None`, the default, notes nothing.
+    fn locate(_record: &Incoming<EventOf<Self>>) -> Option<String> {
+        None
+    }
 }
 
 /// Topics and how to read their records; several views can read the same source.
@@ -170,8 +176,8 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The layout of the runner's own tables (`PRAGMA user_version`). Version 0 files put the id of
 /// every record they skipped into `applied`, so it was never read again, and had no `key` in
-/// `skipped`; opening one migrates it.
-const SCHEMA_VERSION: i64 = 1;
+/// `skipped`; version 1 files had no `located`. Opening one migrates it.
+const SCHEMA_VERSION: i64 = 2;
 
 /// A record the view skipped, and where it is in the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -305,6 +311,38 @@ impl<P: Projection> ViewStore<P> {
         rows.collect::<Result<_, _>>().map_err(self.err())
     }
 
+    /// Where the records noted under `key` are in the log ([`Projection::locate`]), in log
+    /// order per partition; `None` when the file cannot tell: it read records before it noted
+    /// locations (a file from an older build), so only a scan finds them all.
+    pub fn located(&self, key: &str) -> Result<Option<Vec<Position>>, ServiceError> {
+        let partial: bool = self
+            .conn
+            .query_row("SELECT EXISTS (SELECT 1 FROM located_from)", [], |r| {
+                r.get(0)
+            })
+            .map_err(self.err())?;
+        if partial {
+            return Ok(None);
+        }
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT topic, partition, offset FROM located WHERE key = ?1
+                 ORDER BY topic, partition, offset",
+            )
+            .map_err(self.err())?;
+        let rows = stmt
+            .query_map([key], |r| {
+                Ok(Position {
+                    topic: r.get(0)?,
+                    partition: r.get(1)?,
+                    offset: r.get::<_, i64>(2)? as u64,
+                })
+            })
+            .map_err(self.err())?;
+        rows.collect::<Result<_, _>>().map(Some).map_err(self.err())
+    }
+
     /// Events the view has applied.
     pub fn seen(&self) -> Result<u64, ServiceError> {
         self.conn
@@ -340,8 +378,29 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
              partition   INTEGER NOT NULL,
              next_offset INTEGER NOT NULL,
              PRIMARY KEY (topic, partition)
+         ) WITHOUT ROWID;
+         CREATE TABLE IF NOT EXISTS located (
+             key       TEXT NOT NULL,
+             topic     TEXT NOT NULL,
+             partition INTEGER NOT NULL,
+             offset    INTEGER NOT NULL,
+             PRIMARY KEY (key, topic, partition, offset)
+         ) WITHOUT ROWID;
+         -- Where `located` starts, per partition, when the file read records before it existed.
+         CREATE TABLE IF NOT EXISTS located_from (
+             topic     TEXT NOT NULL,
+             partition INTEGER NOT NULL,
+             offset    INTEGER NOT NULL,
+             PRIMARY KEY (topic, partition)
          ) WITHOUT ROWID;",
     )?;
+    if version < 2 {
+        // Records this file read before are not in `located`: readers must scan them.
+        tx.execute_batch(
+            "INSERT OR IGNORE INTO located_from (topic, partition, offset)
+             SELECT topic, partition, next_offset FROM positions WHERE next_offset > 0",
+        )?;
+    }
     let has_key = tx
         .prepare("SELECT 1 FROM pragma_table_info('skipped') WHERE name = 'key'")?
         .exists([])?;
@@ -390,8 +449,19 @@ fn write_batch<P: Projection>(
     let mut still_skipped = tx.prepare_cached(
         "UPDATE skipped SET kind = ?2, reason = ?3, key = COALESCE(?4, key) WHERE event_id = ?1",
     )?;
+    let mut locate = tx.prepare_cached(
+        "INSERT OR IGNORE INTO located (key, topic, partition, offset) VALUES (?1, ?2, ?3, ?4)",
+    )?;
     let mut counts = BatchCounts::default();
     for incoming in batch {
+        if let Some(key) = P::locate(incoming) {
+            locate.execute(params![
+                key,
+                incoming.topic,
+                incoming.partition,
+                incoming.offset as i64
+            ])?;
+        }
         match &incoming.event {
             Ok(event) => {
                 if first_time.execute([&incoming.event_id])? == 0 {

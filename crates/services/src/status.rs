@@ -15,8 +15,8 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use serde::Serialize;
 
 use crate::projection::{
-    rfc3339_us, unix_us, Projection, ReturnsEvent, ReturnsEvents, ViewStore, OBSERVING_TEAMS,
-    REACTING_TEAMS,
+    rfc3339_us, unix_us, Incoming, Projection, ReturnsEvent, ReturnsEvents, ViewStore,
+    OBSERVING_TEAMS, REACTING_TEAMS,
 };
 use crate::ServiceError;
 
@@ -52,6 +52,16 @@ impl Projection for StatusView {
                  PRIMARY KEY (return_id, team, event_id)
              ) WITHOUT ROWID;",
         )
+    }
+
+    /// Every record is noted under its return, so a timeline reads only those records
+    /// ([`crate::audit::timeline_at`]).
+    fn locate(record: &Incoming<ReturnsEvent>) -> Option<String> {
+        match &record.event {
+            Ok(ReturnsEvent::Requested { request, .. }) => Some(request.return_id.to_string()),
+            Ok(ReturnsEvent::Decided { decision, .. }) => Some(decision.return_id().to_string()),
+            Err(_) => record.key.clone(),
+        }
     }
 
     fn write(tx: &Transaction<'_>, event: &ReturnsEvent) -> rusqlite::Result<()> {
@@ -368,6 +378,58 @@ mod tests {
         let json = serde_json::to_value(&status).unwrap();
         assert_eq!(json["teams"][1]["status"], "pending");
         assert_eq!(json["teams"][0]["reason"], "OrderAlreadyRefunded");
+    }
+
+    #[test]
+    fn every_record_of_a_return_is_located_and_an_older_file_says_it_cannot_tell() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = StatusStore::open(dir.path()).unwrap();
+        let (a, b) = (Generator::new(5).request(0), Generator::new(5).request(1));
+        let batch = vec![
+            requested(&a, 0, 1_000),
+            requested(&b, 1, 1_000),
+            decided::<Sales>(&first_decision::<Sales>(&a), 0, 2_000),
+            decided::<Quality>(&first_decision::<Quality>(&a), 0, 2_500),
+            decided::<Accounting>(&first_decision::<Accounting>(&b), 0, 3_000),
+        ];
+        store.apply(&incoming::<StatusView>(&batch)).unwrap();
+        // A second delivery of the same records notes nothing new.
+        store.apply(&incoming::<StatusView>(&batch)).unwrap();
+        let at = |key: &ReturnId| -> Vec<(String, u64)> {
+            store
+                .located(&key.to_string())
+                .unwrap()
+                .expect("a new file locates everything")
+                .into_iter()
+                .map(|p| (p.topic, p.offset))
+                .collect()
+        };
+        let mut expected_a: Vec<(String, u64)> = [0, 2, 3]
+            .iter()
+            .map(|&i| (batch[i].topic.clone(), batch[i].offset))
+            .collect();
+        expected_a.sort();
+        assert_eq!(
+            at(&a.return_id),
+            expected_a,
+            "the request, Sales and Quality"
+        );
+        assert_eq!(at(&b.return_id).len(), 2);
+        drop(store);
+
+        // A file written before records were located: it can no longer tell.
+        let conn = rusqlite::Connection::open(dir.path().join("user-support-status.db")).unwrap();
+        conn.execute_batch("DROP TABLE located; DROP TABLE located_from; PRAGMA user_version = 1;")
+            .unwrap();
+        drop(conn);
+        let mut store = StatusStore::open(dir.path()).unwrap();
+        assert_eq!(store.located(&a.return_id.to_string()).unwrap(), None);
+        // It stays so for good, although what it reads from now on is located.
+        let c = Generator::new(5).request(2);
+        store
+            .apply(&incoming::<StatusView>(&[requested(&c, 2, 4_000)]))
+            .unwrap();
+        assert_eq!(store.located(&c.return_id.to_string()).unwrap(), None);
     }
 
     #[test]
