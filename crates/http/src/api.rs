@@ -377,7 +377,7 @@ pub(crate) async fn team_rows(api: &Api) -> Result<TeamsAnswer, ApiError> {
         let at = |p: usize| committed.get(p).copied().unwrap_or(0);
         let snapshot = metrics.snapshot();
         let state = match (api.inner.supervisor.get(), metrics.team.parse::<TeamName>()) {
-            (Some(supervisor), Ok(team)) => supervisor.state(team).await,
+            (Some(supervisor), Ok(team)) => supervisor.state(team),
             _ => None,
         };
         teams.push(TeamRow {

@@ -9,11 +9,10 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use returns_eventlog::EventLog;
 use time::OffsetDateTime;
-use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -25,7 +24,10 @@ type Task = JoinHandle<Result<(), ServiceError>>;
 pub struct Supervisor {
     log: Arc<dyn EventLog>,
     data_dir: PathBuf,
+    /// Held only briefly, never across an await: reading a state never waits for a change.
     slots: Mutex<BTreeMap<TeamName, Slot>>,
+    /// Changes are made one at a time.
+    changing: tokio::sync::Mutex<()>,
 }
 
 struct Slot {
@@ -76,59 +78,67 @@ impl Supervisor {
             log,
             data_dir,
             slots: Mutex::new(slots),
+            changing: tokio::sync::Mutex::new(()),
         }
     }
 
-    /// The teams it runs, in order.
-    pub async fn teams(&self) -> Vec<TeamName> {
-        self.slots.lock().await.keys().copied().collect()
+    fn slots(&self) -> MutexGuard<'_, BTreeMap<TeamName, Slot>> {
+        self.slots.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    pub async fn state(&self, team: TeamName) -> Option<TeamState> {
-        self.slots.lock().await.get(&team).map(Slot::state)
+    /// A team is offline as soon as it was asked to stop, while it finishes its batch.
+    pub fn state(&self, team: TeamName) -> Option<TeamState> {
+        self.slots().get(&team).map(Slot::state)
     }
 
-    /// Take `team` offline (its service finishes its batch, commits and stops) or bring it back
-    /// (started again from its committed position). Calls are served one at a time.
+    /// Take `team` offline (its service finishes its batch, commits and stops; this returns
+    /// once it has) or bring it back (started again from its committed position). Changes are
+    /// made one at a time; reading a state never waits for one.
     pub async fn set_online(&self, team: TeamName, online: bool) -> Result<Change, ServiceError> {
-        let mut slots = self.slots.lock().await;
-        let slot = slots
-            .get_mut(&team)
-            .ok_or_else(|| ServiceError::UnknownTeam(team.to_string()))?;
-        if slot.running.is_some() == online {
-            return Ok(Change {
-                state: slot.state(),
-                changed: false,
-            });
-        }
-        match slot.running.take() {
-            Some((stop, task)) => {
-                stop.cancel();
-                let ended = task.await.map_err(|_| ServiceError::Task(team.as_str()))?;
-                if let Err(e) = ended {
-                    // It had failed on its own before being asked to stop; it is offline now
-                    // either way, and the failure is the log's to show.
-                    tracing::warn!(team = %team, error = %e, "the team had stopped on an error");
+        let _one_at_a_time = self.changing.lock().await;
+        let (stopping, state) = {
+            let mut slots = self.slots();
+            let slot = slots
+                .get_mut(&team)
+                .ok_or_else(|| ServiceError::UnknownTeam(team.to_string()))?;
+            if slot.running.is_some() == online {
+                return Ok(Change {
+                    state: slot.state(),
+                    changed: false,
+                });
+            }
+            let stopping = match slot.running.take() {
+                Some((stop, task)) => {
+                    stop.cancel();
+                    Some(task)
                 }
-                tracing::info!(team = %team, "taken offline");
+                None => {
+                    slot.running = Some(spawn(&self.log, &self.data_dir, team, &slot.metrics));
+                    tracing::info!(team = %team, "brought back online; catching up");
+                    None
+                }
+            };
+            slot.changed_at = Some(OffsetDateTime::now_utc());
+            (stopping, slot.state())
+        };
+        if let Some(task) = stopping {
+            let ended = task.await.map_err(|_| ServiceError::Task(team.as_str()))?;
+            if let Err(e) = ended {
+                // It had failed on its own before being asked to stop; it is offline now
+                // either way, and the failure is the log's to show.
+                tracing::warn!(team = %team, error = %e, "the team had stopped on an error");
             }
-            None => {
-                slot.running = Some(spawn(&self.log, &self.data_dir, team, &slot.metrics));
-                tracing::info!(team = %team, "brought back online; catching up");
-            }
+            tracing::info!(team = %team, "taken offline");
         }
-        slot.changed_at = Some(OffsetDateTime::now_utc());
         Ok(Change {
-            state: slot.state(),
+            state,
             changed: true,
         })
     }
 
-    /// A team whose service ended although nobody stopped it (it failed), if any. Never
-    /// waits: while a change is under way, `None`.
+    /// A team whose service ended although nobody stopped it (it failed), if any.
     pub fn stopped_on_its_own(&self) -> Option<TeamName> {
-        let slots = self.slots.try_lock().ok()?;
-        slots
+        self.slots()
             .iter()
             .find(|(_, slot)| matches!(&slot.running, Some((_, task)) if task.is_finished()))
             .map(|(team, _)| *team)
@@ -136,16 +146,20 @@ impl Supervisor {
 
     /// Stop every team that runs, each finishing and committing its batch; what each ended with.
     pub async fn stop(&self) -> Vec<(TeamName, Result<(), ServiceError>)> {
-        let mut slots = self.slots.lock().await;
-        for (stop, _) in slots.values().filter_map(|s| s.running.as_ref()) {
-            stop.cancel();
-        }
+        let _one_at_a_time = self.changing.lock().await;
+        let running: Vec<(TeamName, Task)> = self
+            .slots()
+            .iter_mut()
+            .filter_map(|(team, slot)| {
+                let (stop, task) = slot.running.take()?;
+                stop.cancel();
+                Some((*team, task))
+            })
+            .collect();
         let mut ended = Vec::new();
-        for (team, slot) in slots.iter_mut() {
-            if let Some((_, task)) = slot.running.take() {
-                let result = task.await.unwrap_or(Err(ServiceError::Task(team.as_str())));
-                ended.push((*team, result));
-            }
+        for (team, task) in running {
+            let result = task.await.unwrap_or(Err(ServiceError::Task(team.as_str())));
+            ended.push((team, result));
         }
         ended
     }
