@@ -51,6 +51,13 @@
     return append(node, children);
   }
 
+  // Replace a node's children; null, undefined and false are skipped (replaceChildren would
+  // write them as text).
+  function fill(node, ...children) {
+    node.replaceChildren();
+    return append(node, children);
+  }
+
   const SVG_NS = 'http://www.w3.org/2000/svg';
   function svg(tag, attrs, ...children) {
     const node = document.createElementNS(SVG_NS, tag);
@@ -170,7 +177,7 @@
       const err = (data && data.error) || {};
       const e = new ApiError(res.status, err.kind || `http_${res.status}`, err.field || null,
         err.message || `${res.status} ${res.statusText || 'error'}`);
-      if (res.status === 401 && opts.write) askForToken(e.message);
+      if (res.status === 401 && opts.write) askForToken();
       throw e;
     }
     return { status: res.status, data };
@@ -178,11 +185,12 @@
 
   // ---------------------------------------------------------------- token
 
-  function askForToken(message) {
+  // A 401 names the problem where the write was made; here only the field to fix it.
+  function askForToken() {
     const form = $('token-form');
     form.hidden = false;
-    setText($('token-hint'), message || 'This server asks for a token on writes.');
-    if (!token()) $('token').focus();
+    setText($('token-hint'), token() ? 'The server refused this token.' : "Writes need this server's token.");
+    $('token').focus();
   }
 
   $('token-form').addEventListener('submit', (ev) => {
@@ -190,12 +198,12 @@
     const t = $('token').value.trim();
     if (t) sessionStorage.setItem(TOKEN_KEY, t);
     else sessionStorage.removeItem(TOKEN_KEY);
-    setText($('token-hint'), t ? 'Token kept for this tab. Writes send it now.' : 'Token forgotten.');
+    setText($('token-hint'), t ? 'Kept for this tab; writes send it.' : 'Token forgotten.');
   });
   if (token()) {
     $('token-form').hidden = false;
     $('token').value = token();
-    setText($('token-hint'), 'Token kept for this tab.');
+    setText($('token-hint'), 'Kept for this tab; writes send it.');
   }
 
   // ---------------------------------------------------------------- samples
@@ -345,7 +353,7 @@
       parts.push(el('button', { type: 'button', class: 'link mono', 'data-open': returnId, title: 'Open its timeline' }, returnId));
     }
     if (message) parts.push(el('span', { class: status === 'error' ? 'err' : 'muted' }, message));
-    out.replaceChildren(...parts);
+    fill(out, ...parts);
   }
 
   async function newSample() {
@@ -355,7 +363,7 @@
       const [s] = await fetchSamples(1);
       fillForm(s);
       if (samplesMissing) showResult('pending', null, 'This server has no /samples yet: the sample was made in the page.');
-      else $('submit-result').replaceChildren();
+      else fill($('submit-result'));
     } catch (e) {
       showResult('error', null, e.message);
     } finally {
@@ -412,7 +420,7 @@
     if (!Number.isFinite(n) || n < 1 || n > 500) {
       input.setAttribute('aria-invalid', 'true');
       out.setAttribute('data-state', 'error');
-      out.replaceChildren(el('span', { class: 'err' }, 'Send between 1 and 500 returns.'));
+      fill(out, el('span', { class: 'err' }, 'Send between 1 and 500 returns.'));
       return;
     }
     input.removeAttribute('aria-invalid');
@@ -430,7 +438,7 @@
       if (tally.duplicate) parts.push(el('span', { class: 'chip s-duplicate' }, `${tally.duplicate} duplicate`));
       if (tally.refused) parts.push(el('span', { class: 'chip s-error' }, `${tally.refused} refused`));
       if (tally.error) parts.push(el('span', { class: 'err' }, tally.error));
-      out.replaceChildren(...parts);
+      fill(out, ...parts);
     };
     render(false);
     try {
@@ -749,13 +757,15 @@
       tl.id = id;
       tl.gen++;
       tl.json = '';
+      tl.misses = 0;
       tl.seen = new Set();
       tl.complete = false;
       clearTimeout(tl.timer);
       tlNode.setAttribute('data-return-id', id);
       tlNode.setAttribute('data-complete', 'false');
-      tlBody.replaceChildren(el('p', { class: 'empty' }, 'Loading ', el('code', null, id), '…'));
+      fill(tlBody, el('p', { class: 'empty' }, 'Loading ', el('code', null, id), '…'));
     }
+    tl.misses = 0;
     $('open-id').value = id;
     // A link to this view: #return=<id> opens it on load.
     history.replaceState(null, '', `#return=${encodeURIComponent(id)}`);
@@ -790,6 +800,7 @@
     try {
       const { data } = await api(`/returns/${encodeURIComponent(tl.id)}`);
       if (gen !== tl.gen) return;
+      tl.misses = 0;
       tl.complete = !!data.complete;
       tlNode.setAttribute('data-complete', String(tl.complete));
       const json = JSON.stringify(data);
@@ -801,9 +812,12 @@
     } catch (e) {
       if (gen !== tl.gen) return;
       // 404: accepted elsewhere and not read yet, 503: the log is not open; others are final.
-      retry = e.status === 0 || e.status === 404 || e.status === 503;
+      // 404 for half a minute: most likely a mistyped id; stop asking.
+      tl.misses = e.status === 404 ? (tl.misses || 0) + 1 : 0;
+      retry = e.status === 0 || e.status === 503 || (e.status === 404 && tl.misses < 30);
       tl.json = '';
-      tlBody.replaceChildren(el('p', { class: 'err' }, e.message), retry ? el('p', { class: 'muted small' }, 'Trying again every second.') : null);
+      fill(tlBody, el('p', { class: 'err' }, e.message),
+        el('p', { class: 'muted small' }, retry ? 'Trying again every second.' : 'Not asking again; open it once more to retry.'));
     } finally {
       if (gen === tl.gen) {
         tl.inflight = false;
@@ -894,7 +908,7 @@
     parts.push(list);
     // Keep open payloads open across refreshes.
     const open = new Set([...tlBody.querySelectorAll('li[data-event-id] details[open]')].map((x) => x.closest('li').getAttribute('data-event-id')));
-    tlBody.replaceChildren(...parts);
+    fill(tlBody, ...parts);
     for (const li of tlBody.querySelectorAll('li[data-event-id]')) {
       if (open.has(li.getAttribute('data-event-id'))) li.querySelector('details').open = true;
     }
@@ -908,8 +922,14 @@
     const series = opts.series || 1;
     const rowH = opts.rowH || (series > 1 ? 30 : 22);
     const top = 4;
+    // The box keeps the height of a full chart, so data arriving (or a category more) moves nothing.
+    box.style.minHeight = `${opts.emptyH || 120}px`;
     if (!rows.length) {
-      box.replaceChildren(el('p', { class: 'chart-empty', style: `min-height:${opts.emptyH || 120}px` }, opts.empty || 'No data yet.'));
+      // Still a chart (the same place, the same height), saying why it is empty.
+      const h = opts.emptyH || 120;
+      fill(box, svg('svg', { width, height: h, viewBox: `0 0 ${width} ${h}`, role: 'img', 'aria-label': `${opts.label}: ${opts.empty || 'no data yet'}`, class: 'bars empty' },
+        svg('rect', { x: 0, y: 0, width, height: h, rx: 6, class: 'track' }),
+        svg('text', { x: width / 2, y: h / 2, class: 'none', 'text-anchor': 'middle', 'dominant-baseline': 'central' }, opts.empty || 'No data yet.')));
       return;
     }
     const labelW = Math.min(opts.labelW || 150, Math.floor(width * 0.4));
@@ -941,7 +961,7 @@
       g.append(svg('text', { x: width - 2, y: y + rowH / 2, class: 'val', 'text-anchor': 'end', 'dominant-baseline': 'central' }, r.text));
       s.append(g);
     });
-    box.replaceChildren(s);
+    fill(box, s);
   }
 
   function sumBy(items, key, val) {
@@ -961,7 +981,7 @@
     const disposalCount = (s.disposal_cost_by_month || []).reduce((a, r) => a + (r.count || 0), 0);
     const backorders = (s.backorders_by_model || []).reduce((a, r) => a + (r.count || 0), 0);
     const skipped = Object.values(s.skipped || {}).reduce((a, n) => a + n, 0);
-    $('kpis').replaceChildren(
+    fill($('kpis'),
       kpi('Returns', fmtInt(s.returns), 'seen by the analytics view'),
       kpi('Refunded', refunds.length ? refunds.map((r) => fmtMoney(r.total_minor, r.currency)).join(' · ') : '—',
         `${fmtInt(refunds.reduce((a, r) => a + r.count, 0))} refunds`),
@@ -994,7 +1014,7 @@
     barChart($('chart-disposal'), months.map((m) => ({
       label: `${m.month} ${m.currency}`, values: [m.total_minor], text: fmtMoneyShort(m.total_minor, m.currency),
       tip: `${m.month}: ${fmtMoney(m.total_minor, m.currency)} over ${m.count} charges`,
-    })), { label: 'Disposal charged by month', empty: 'Nothing charged yet.', emptyH: 8 * 22 + 4, labelW: 110, valueW: 72 });
+    })), { label: 'Disposal charged by month', empty: 'Nothing charged yet.', emptyH: 5 * 30 + 4, labelW: 110, valueW: 72 });
   }
 
   async function pollStats() {
@@ -1014,11 +1034,16 @@
     setTimeout(pollStats, 3000);
   }
 
+  // Charts are drawn at their box's width: again when it changes (a resize, a scrollbar).
+  let chartWidth = 0;
   let resizeTimer = null;
-  window.addEventListener('resize', () => {
+  new ResizeObserver(() => {
+    const w = $('chart-model').clientWidth;
+    if (w === chartWidth) return;
+    chartWidth = w;
     clearTimeout(resizeTimer);
-    resizeTimer = setTimeout(() => lastStats && renderStats(lastStats), 150);
-  });
+    resizeTimer = setTimeout(() => lastStats && renderStats(lastStats), 100);
+  }).observe($('chart-model'));
 
   // ---------------------------------------------------------------- compare
 
@@ -1029,7 +1054,7 @@
   function renderCompareEmpty(message) {
     cmpNode.setAttribute('data-state', 'empty');
     cmpKey = null;
-    cmpBody.replaceChildren(el('div', { class: 'empty-state' },
+    fill(cmpBody, el('div', { class: 'empty-state' },
       el('p', null, message || 'No comparison yet for this data directory.'),
       el('p', { class: 'muted' }, 'Run one (it sends the same returns through a traditional, synchronous model and the event-sourced one, with a team down for a while), then this panel shows the result:'),
       el('pre', { class: 'cmd' }, HINT_COMPARE)));
@@ -1047,9 +1072,9 @@
       ['Refused to the customer', t.refused, e.refused, 'low', fmtInt],
       ['Complete (all four teams)', t.complete, e.complete, 'high', fmtInt],
       ['Partial (some teams)', t.partial, e.partial, 'low', fmtInt],
+      ['Partial returns lack', lacks(t), lacks(e), null, (v) => v],
       ['Lost', t.lost, e.lost, 'low', fmtInt],
       ['Duplicate effects', t.duplicates, e.duplicates, 'low', fmtInt],
-      ['Partial returns lack', lacks(t), lacks(e), null, (v) => v],
       ['User Support latency p50', lat(t, 'p50'), lat(e, 'p50'), 'low', fmtMs],
       ['User Support latency p99', lat(t, 'p99'), lat(e, 'p99'), 'low', fmtMs],
       ['Time to converge', t.converge_ms, e.converge_ms, 'low', (v) => (v === null || v === undefined ? 'never' : fmtMs(v))],
@@ -1085,7 +1110,7 @@
     const src = `${c.chart || '/compare/chart.svg'}?t=${encodeURIComponent(c.finished_at || '')}`;
     const img = el('img', { src, alt: 'Returns complete over time, traditional beside event-sourced, with the outage windows shaded', class: 'cmp-chart', loading: 'lazy' });
     img.addEventListener('error', () => img.replaceWith(el('p', { class: 'muted chart-empty' }, 'The chart is not available.')));
-    cmpBody.replaceChildren(el('div', { class: 'cmp-grid' }, el('div', null, facts, table), el('figure', { class: 'cmp-fig' }, img)));
+    fill(cmpBody, el('div', { class: 'cmp-grid' }, el('div', null, facts, table), el('figure', { class: 'cmp-fig' }, img)));
     cmpNode.setAttribute('data-state', 'loaded');
   }
 
