@@ -667,6 +667,7 @@
       const focused = lane.list.contains(document.activeElement);
       for (const rec of fresh.slice(-MAX_ITEMS)) {
         const li = recordItem(rec, laneId);
+        if (rec.return_id && rec.return_id === tl.id) li.classList.add('sel');
         if (animate && !reducedMotion) li.classList.add('enter');
         lane.list.prepend(li);
       }
@@ -755,6 +756,7 @@
     if (!id) return;
     if (id !== tl.id) {
       tl.id = id;
+      markSelected();
       tl.gen++;
       tl.json = '';
       tl.misses = 0;
@@ -769,12 +771,28 @@
     $('open-id').value = id;
     // A link to this view: #return=<id> opens it on load.
     history.replaceState(null, '', `#return=${encodeURIComponent(id)}`);
+    // Chosen from a lane or a link: bring the panel into view at once (a smooth scroll is
+    // slower to read and leaves the page between two places for a moment).
     if (scroll) {
       const r = tlNode.getBoundingClientRect();
-      if (r.top < 0 || r.top > window.innerHeight - 120) tlNode.scrollIntoView({ behavior: reducedMotion || scroll === 'instant' ? 'auto' : 'smooth', block: 'start' });
+      if (r.top < 0 || r.top > window.innerHeight - 120) tlNode.scrollIntoView({ block: 'start' });
+      $('timeline-h').focus({ preventScroll: true });
     }
     fetchTimeline();
   }
+
+  // The open return's events stand out in every lane.
+  function markSelected() {
+    for (const li of lanesNode.querySelectorAll('li.sel')) li.classList.remove('sel');
+    if (!tl.id) return;
+    for (const li of lanesNode.querySelectorAll(`li[data-return-id="${CSS.escape(tl.id)}"]`)) li.classList.add('sel');
+  }
+
+  $('to-lanes').addEventListener('click', () => {
+    $('lanes-h').scrollIntoView({ block: 'start' });
+    const li = tl.id && lanesNode.querySelector(`li[data-return-id="${CSS.escape(tl.id)}"]`);
+    if (li) li.focus({ preventScroll: true });
+  });
 
   $('open-return').addEventListener('submit', (ev) => {
     ev.preventDefault();
@@ -1132,7 +1150,7 @@
   // ---------------------------------------------------------------- start
 
   const linked = /^#return=(.+)$/.exec(location.hash);
-  if (linked) openTimeline(decodeURIComponent(linked[1]), 'instant');
+  if (linked) openTimeline(decodeURIComponent(linked[1]), true);
   renderCompareEmpty();
   setLive('closed', 'Connecting…');
   connect();
