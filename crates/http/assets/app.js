@@ -365,7 +365,9 @@
       if (samplesMissing) showResult('pending', null, 'This server has no /samples yet: the sample was made in the page.');
       else fill($('submit-result'));
     } catch (e) {
-      showResult('error', null, e.message);
+      // Keep the form usable: a sample made here, and why.
+      fillForm(localSample());
+      showResult('pending', null, `No sample from the server (${e.message}): this one was made in the page.`);
     } finally {
       btn.removeAttribute('aria-busy');
     }
@@ -525,10 +527,14 @@
     }
   }
 
+  // A line under the lanes about the last toggle; it goes after a while (the lanes say the rest).
+  let laneMessageTimer = null;
   function laneMessage(text, isError) {
     const p = $('lanes-msg');
     p.classList.toggle('err', !!isError);
     setText(p, text || '');
+    clearTimeout(laneMessageTimer);
+    laneMessageTimer = setTimeout(() => setText(p, ''), isError ? 20000 : 10000);
   }
 
   // A toggle's answer is newer than a `teams` event sent before it: keep the answer until the
@@ -585,7 +591,7 @@
     setAttr(req.node, 'data-maxlag', maxLag);
   }
 
-  lanesNode.addEventListener('click', async (ev) => {
+  lanesNode.addEventListener('click', (ev) => {
     const btn = ev.target.closest('button[data-testid=toggle]');
     if (btn) {
       toggleTeam(btn.getAttribute('data-team'));
