@@ -882,6 +882,15 @@
     return out;
   }
 
+  // The audit's outcome less what the type says already: `OrderRefunded` adds nothing,
+  // `RefundRejected (rejected: OrderAlreadyRefunded)` adds `rejected: OrderAlreadyRefunded`.
+  function outcomeNote(e) {
+    const type = shortType(e.event_type);
+    const text = String(e.outcome || '');
+    if (!text.startsWith(type)) return text;
+    return text.slice(type.length).trim().replace(/^\((.*)\)$/, '$1');
+  }
+
   function teamStatusCell(name, st, t0) {
     const status = st ? st.status : 'pending';
     const when = st && st.at && t0 ? Date.parse(st.at) - t0 : null;
@@ -918,7 +927,7 @@
         el('span', { class: 'tl-team' }, depth ? el('span', { class: 'tl-caused', title: 'caused by the event above', 'aria-label': 'caused by the event above' }, '↳') : null, el('span', null, team)),
         el('span', { class: 'tl-main' },
           el('span', { class: 'tl-type' }, shortType(e.event_type)),
-          e.outcome !== shortType(e.event_type) ? el('span', { class: 'tl-outcome' }, e.outcome) : null),
+          outcomeNote(e) ? el('span', { class: 'tl-outcome' }, outcomeNote(e)) : null),
         el('details', { class: 'tl-data' },
           el('summary', null, `${e.topic} · p${e.partition} · @${e.offset}`),
           el('pre', null, JSON.stringify({ event_id: e.event_id, correlation_id: e.correlation_id, causation_id: e.causation_id, data: e.data }, null, 2))));
