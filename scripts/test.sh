@@ -53,6 +53,34 @@ stop_broker() {
 echo "Kafka tests use the broker at $RETURNS_KAFKA_BOOTSTRAP"
 # ------------------------------------------------------------------------------------------------
 
+# --- Chromium and chromedriver ------------------------------------------------------------------
+# The dashboard's test (crates/cli/tests/dashboard.rs) drives a real headless Chromium through
+# chromedriver. Without RETURNS_CHROMEDRIVER set by the caller, it uses Debian's chromium and
+# chromium-driver, installed here if /usr/bin/chromedriver is missing (as root). If they cannot
+# be installed, the run fails here: the browser test never passes without a browser. Set before
+# the lints so that every step compiles with the same cfg (crates/cli/build.rs turns the browser
+# test on when RETURNS_CHROMEDRIVER is set).
+if [ -z "${RETURNS_CHROMEDRIVER:-}" ]; then
+    if [ ! -x /usr/bin/chromedriver ]; then
+        step "apt-get install chromium chromium-driver (a headless browser for the dashboard test)"
+        if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
+            echo "chromedriver is missing and cannot be installed here (needs root and apt-get)." >&2
+            echo "hint: sudo apt-get install chromium chromium-driver, or set RETURNS_CHROMEDRIVER" \
+                "to a chromedriver that matches an installed Chromium" >&2
+            exit 1
+        fi
+        if ! { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y \
+            --no-install-recommends chromium chromium-driver; }; then
+            echo "apt-get could not install chromium and chromium-driver; see its output above" >&2
+            echo "hint: set RETURNS_CHROMEDRIVER to a chromedriver that matches an installed Chromium" >&2
+            exit 1
+        fi
+    fi
+    export RETURNS_CHROMEDRIVER=/usr/bin/chromedriver
+fi
+echo "Browser tests use the chromedriver at $RETURNS_CHROMEDRIVER"
+# ------------------------------------------------------------------------------------------------
+
 step "cargo clippy --workspace --all-targets -- -D warnings (lints)"
 cargo clippy --workspace --all-targets -- -D warnings
 

@@ -530,3 +530,82 @@ impl Sandbox {
         serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
     }
 }
+
+/// `returns serve` in a [`Sandbox`], on a free loopback port; killed when dropped.
+pub struct Served {
+    child: Child,
+    stderr: PathBuf,
+    /// Where it listens: `127.0.0.1:PORT`.
+    pub addr: String,
+}
+
+impl Sandbox {
+    /// Start `returns serve --listen 127.0.0.1:0` on this sandbox's log and data (no token, the
+    /// page built in) and wait, up to `within`, until it says where it listens.
+    pub fn serve(&self, within: Duration) -> Served {
+        let stderr = self.data.with_file_name("serve.stderr");
+        let child = returns_cmd(&self.log_url(), &self.data)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env_remove("RETURNS_LISTEN")
+            .env_remove("RETURNS_TOKEN")
+            .env_remove("RETURNS_TOKEN_FILE")
+            .env_remove("RETURNS_DASHBOARD_DIR")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr).expect("create serve's log file"))
+            .spawn()
+            .expect("start `returns serve`");
+        let mut served = Served {
+            child,
+            stderr,
+            addr: String::new(),
+        };
+        // "listening on http://127.0.0.1:PORT: POST /returns ..."
+        let deadline = Instant::now() + within;
+        served.addr = loop {
+            if let Some(status) = served.child.try_wait().expect("try_wait") {
+                panic!("returns serve exited ({status}):\n{}", served.output());
+            }
+            let said = served.output();
+            let addr = said
+                .lines()
+                .find_map(|l| l.split("listening on http://").nth(1))
+                .and_then(|rest| rest.split(": ").next());
+            if let Some(addr) = addr {
+                break addr.to_string();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "returns serve did not say where it listens within {within:?}:\n{said}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        served
+    }
+}
+
+impl Served {
+    /// `http://127.0.0.1:PORT{path}`
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// What it wrote to stderr so far.
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// The last `lines` lines of [`Self::output`], for a failure message.
+    pub fn output_tail(&self, lines: usize) -> String {
+        let output = self.output();
+        let all: Vec<&str> = output.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
