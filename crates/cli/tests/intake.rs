@@ -535,8 +535,9 @@ fn serve(data: &Path, log: &str, env: &[(&str, &str)], name: &str) -> (Process, 
     (server, addr)
 }
 
-/// Poll until every team's store holds an effect for each return in `expected`.
-fn wait_for_effects(data: &Path, expected: &BTreeSet<String>) {
+/// Poll until every team's store holds an effect for each return in `expected`; at the
+/// deadline, fail with the end of what `server` said.
+fn wait_for_effects(data: &Path, expected: &BTreeSet<String>, server: &Process) {
     let deadline = Instant::now() + DEADLINE;
     for team in TeamName::EVERY {
         loop {
@@ -547,7 +548,14 @@ fn wait_for_effects(data: &Path, expected: &BTreeSet<String>) {
                 assert_eq!(effects.len(), expected.len(), "{team}: {effects:?}");
                 break;
             }
-            assert!(Instant::now() < deadline, "{team}: {effects:?}");
+            if Instant::now() >= deadline {
+                let said = server.stderr();
+                let tail: Vec<&str> = said.lines().rev().take(80).collect();
+                panic!(
+                    "{team}: {effects:?}\nthe server said (last 80 lines, newest first):\n{}",
+                    tail.join("\n")
+                );
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -587,7 +595,7 @@ fn posts_go_through_serve_to_every_team(log: &str, secret: Option<&str>) {
     let (status, reply) = call(&addr, "GET", "/nowhere", None, "");
     assert_eq!(status, 404, "{reply}");
 
-    wait_for_effects(&data, &expected);
+    wait_for_effects(&data, &expected, &server);
     assert!(
         server.terminate(),
         "exit 0 on SIGTERM:\n{}",
@@ -688,7 +696,7 @@ fn serve_takes_returns_while_the_log_is_unreachable_and_keeps_them_over_a_restar
     // The log is back; the next start publishes them and the teams handle them.
     std::fs::remove_file(&blocker).unwrap();
     let (mut server, _) = serve(&data, &url, &[], "up");
-    wait_for_effects(&data, &expected);
+    wait_for_effects(&data, &expected, &server);
     assert!(server.terminate(), "{}", server.stderr());
     assert_eq!(waiting(&data), 0);
 }
