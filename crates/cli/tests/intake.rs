@@ -592,8 +592,14 @@ fn posts_go_through_serve_to_every_team(log: &str, secret: Option<&str>) {
     );
     let (status, reply) = call(&addr, "POST", "/returns", Some(&bearer), "{\"x\":1}");
     assert_eq!(status, 422, "{reply}");
+    // With a token, reads need it too (they show customers' addresses), but for the
+    // dashboard's page and the health check.
     let (status, reply) = call(&addr, "GET", "/nowhere", None, "");
+    assert_eq!(status, 401, "{reply}");
+    let (status, reply) = call(&addr, "GET", "/nowhere", Some(&bearer), "");
     assert_eq!(status, 404, "{reply}");
+    let (status, reply) = call(&addr, "GET", "/healthz", None, "");
+    assert_ne!(status, 401, "the health check needs no token: {reply}");
 
     wait_for_effects(&data, &expected, &server);
     assert!(

@@ -158,9 +158,18 @@ fn post(addr: &str, path: &str) -> Answer {
     call(addr, "POST", path, "application/json", "")
 }
 
-/// The first `teams` and the first `records` event of `GET /events`, as JSON, read from the
-/// chunked stream, which is then dropped.
+/// The first `teams` and the first `records` event of `GET /events`.
 fn first_live_events(addr: &str) -> (Value, Value) {
+    let mut seen = live_events(addr, &["teams", "records"]);
+    (
+        seen.remove("teams").unwrap(),
+        seen.remove("records").unwrap(),
+    )
+}
+
+/// The first event of each name in `wanted` from `GET /events`, as JSON, read from the chunked
+/// stream, which is then dropped.
+fn live_events(addr: &str, wanted: &[&str]) -> BTreeMap<String, Value> {
     let mut stream = TcpStream::connect(addr).expect("connect");
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
@@ -192,8 +201,8 @@ fn first_live_events(addr: &str) -> (Value, Value) {
         "{head}"
     );
     // Undo the chunking, then split the text into events (blank-line separated).
-    let (mut text, mut teams, mut records) = (String::new(), None, None);
-    while teams.is_none() || records.is_none() {
+    let (mut text, mut seen) = (String::new(), BTreeMap::new());
+    while !wanted.iter().all(|name| seen.contains_key(*name)) {
         let mut size = String::new();
         reader.read_line(&mut size).expect("a chunk size");
         let size = usize::from_str_radix(size.trim(), 16).expect("a hex chunk size");
@@ -210,15 +219,13 @@ fn first_live_events(addr: &str) -> (Value, Value) {
                     data.push_str(v);
                 }
             }
-            match name {
-                "teams" if teams.is_none() => teams = serde_json::from_str(&data).ok(),
-                "records" if records.is_none() => records = serde_json::from_str(&data).ok(),
-                _ => {}
+            if let Ok(json) = serde_json::from_str::<Value>(&data) {
+                seen.entry(name.to_string()).or_insert(json);
             }
             text = rest.to_string();
         }
     }
-    (teams.unwrap(), records.unwrap())
+    seen
 }
 
 /// `returns serve` on a free loopback port, killed if the test ends first.
@@ -852,6 +859,13 @@ fn the_read_routes_say_503_while_the_log_is_unreachable() {
         assert_eq!(a.status, 503, "{path}: {}", a.text);
         spec.saw("GET", template, &a);
     }
+    // The live stream says so, instead of showing nothing as if it were live.
+    let live = live_events(&addr, &["unavailable"]);
+    assert_eq!(
+        live["unavailable"]["error"]["kind"], "unavailable",
+        "{live:?}"
+    );
+    assert!(!live.contains_key("teams"), "{live:?}");
     let stats = get(&addr, "/stats");
     assert_eq!((stats.status, &stats.body["returns"]), (200, &0.into()));
     spec.saw("GET", "/stats", &stats);

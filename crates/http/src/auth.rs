@@ -1,9 +1,16 @@
-//! The write token: a server that listens on anything but loopback takes writes (every method
-//! but GET, HEAD and OPTIONS) only with `Authorization: Bearer <token>`.
+//! The token: a server that listens on anything but loopback must have one, and then answers
+//! only calls that carry it, as `Authorization: Bearer <token>` or as the cookie
+//! [`TOKEN_COOKIE`] (percent-encoded; what the dashboard's live stream can send, since a
+//! browser's `EventSource` sends no headers). Only the dashboard's page and files and `/healthz`
+//! answer without it ([`is_public`]): the reads show customers' names and addresses, and the
+//! live stream every new return id.
 //!
 //! The token is compared in constant time (both sides hashed to fixed-length digests, then
 //! compared without an early exit), never logged, and never shown by `Debug`. A missing or wrong
 //! token is a 401 in the usual JSON error shape, with `WWW-Authenticate: Bearer`.
+//!
+//! Whatever the address, [`refuse_cross_site_writes`] answers 403 to a write a browser sends
+//! from a page of another origin (a cross-site form can post without any token on loopback).
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -132,27 +139,93 @@ pub async fn listen(addr: &str, has_token: bool) -> Result<TcpListener, ListenEr
     }
 }
 
-/// `router`, taking writes only with `token`. Reads pass without one.
-pub fn require_token_for_writes(router: Router, token: Token) -> Router {
+/// The cookie the dashboard keeps the token in.
+pub const TOKEN_COOKIE: &str = "returns_token";
+
+/// What answers without the token: `GET` of the dashboard's page and files, and `/healthz`.
+pub fn is_public(method: &Method, path: &str) -> bool {
+    matches!(*method, Method::GET | Method::HEAD)
+        && (path == "/" || path.starts_with("/assets/") || path == "/healthz")
+}
+
+/// `router`, answering only calls that carry `token` (but [`is_public`] ones).
+pub fn require_token(router: Router, token: Token) -> Router {
     router.layer(middleware::from_fn_with_state(token, check))
 }
 
 async fn check(State(token): State<Token>, request: Request, next: Next) -> Response {
+    if is_public(request.method(), request.uri().path()) {
+        return next.run(request).await;
+    }
+    let headers = request.headers();
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(bearer_token)
+        .map(|t| t.trim().to_string());
+    let cookie = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(cookie_token);
+    let presented = bearer.into_iter().chain(cookie);
+    let mut matched = false;
+    for presented in presented {
+        matched |= token.matches(&presented);
+    }
+    if matched {
+        next.run(request).await
+    } else {
+        HttpError::Unauthorized.into_response()
+    }
+}
+
+/// The token in a `Cookie` header's [`TOKEN_COOKIE`], percent-decoded.
+fn cookie_token(header: &str) -> Option<String> {
+    header.split(';').find_map(|pair| {
+        let (name, value) = pair.trim().split_once('=')?;
+        (name == TOKEN_COOKIE).then(|| {
+            percent_encoding::percent_decode_str(value.trim_matches('"'))
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+    })
+}
+
+/// `router`, answering 403 `cross_origin` to a write a browser sent from a page of another
+/// origin: its `Sec-Fetch-Site` says `cross-site` or `same-site`, or its `Origin` names another
+/// host and port than its `Host`. Calls from scripts and tools (no such headers) pass.
+pub fn refuse_cross_site_writes(router: Router) -> Router {
+    router.layer(middleware::from_fn(same_origin))
+}
+
+async fn same_origin(request: Request, next: Next) -> Response {
     if matches!(
         *request.method(),
         Method::GET | Method::HEAD | Method::OPTIONS
     ) {
         return next.run(request).await;
     }
-    let presented = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(bearer_token);
-    match presented {
-        Some(presented) if token.matches(presented.trim()) => next.run(request).await,
-        _ => HttpError::Unauthorized.into_response(),
+    let headers = request.headers();
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let origin = text("origin");
+    let foreign_fetch = matches!(text("sec-fetch-site"), Some("cross-site" | "same-site"));
+    let foreign_origin = match (origin, text("host")) {
+        // `null` is what a sandboxed or file page sends.
+        (Some(origin), Some(host)) => {
+            origin == "null"
+                || origin
+                    .split_once("://")
+                    .is_none_or(|(_, authority)| !authority.eq_ignore_ascii_case(host))
+        }
+        (Some(_), None) => true,
+        (None, _) => false,
+    };
+    if foreign_fetch || foreign_origin {
+        return HttpError::CrossOrigin(origin.unwrap_or("").chars().take(100).collect())
+            .into_response();
     }
+    next.run(request).await
 }
 
 /// The token of an `Authorization: Bearer <token>` value. The scheme is case-insensitive
@@ -177,6 +250,38 @@ mod tests {
             ("Bearer", None),
         ] {
             assert_eq!(bearer_token(value), token, "{value}");
+        }
+    }
+
+    #[test]
+    fn the_cookie_is_found_among_others_and_percent_decoded() {
+        assert_eq!(
+            cookie_token("a=1; returns_token=ab%3Bcd%25ef; b=2").as_deref(),
+            Some("ab;cd%ef")
+        );
+        assert_eq!(
+            cookie_token("returns_token=\"quoted\"").as_deref(),
+            Some("quoted")
+        );
+        assert_eq!(cookie_token("other=returns_token"), None);
+        assert_eq!(cookie_token("xreturns_token=1"), None);
+    }
+
+    #[test]
+    fn only_the_page_its_files_and_the_health_check_are_public() {
+        for (method, path, public) in [
+            (Method::GET, "/", true),
+            (Method::GET, "/assets/app.js", true),
+            (Method::HEAD, "/healthz", true),
+            (Method::GET, "/events", false),
+            (Method::GET, "/returns/x", false),
+            (Method::GET, "/teams", false),
+            (Method::GET, "/metrics", false),
+            (Method::POST, "/", false),
+            (Method::POST, "/healthz", false),
+            (Method::OPTIONS, "/teams", false),
+        ] {
+            assert_eq!(is_public(&method, path), public, "{method} {path}");
         }
     }
 

@@ -56,10 +56,13 @@ pub enum HttpError {
         method: String,
         allow: Option<String>,
     },
-    /// A write without the server's token (see [`crate::auth`]). The token presented is never
+    /// A call without the server's token (see [`crate::auth`]). The token presented is never
     /// repeated.
-    #[error("this server takes writes only with `Authorization: Bearer <token>` naming its token")]
+    #[error("this server answers only with its token: `Authorization: Bearer <token>`, or the cookie `returns_token` (the dashboard asks for it)")]
     Unauthorized,
+    /// A write sent by a page of another origin (a cross-site form or script).
+    #[error("writes from a page of another origin are refused (Origin {0:?})")]
+    CrossOrigin(String),
 }
 
 fn allowed_hint(allow: &Option<String>) -> String {
@@ -99,6 +102,7 @@ impl HttpError {
             HttpError::NotFound(_) => "not_found",
             HttpError::MethodNotAllowed { .. } => "method_not_allowed",
             HttpError::Unauthorized => "unauthorized",
+            HttpError::CrossOrigin(_) => "cross_origin",
         }
     }
 
@@ -118,6 +122,7 @@ impl HttpError {
             HttpError::NotFound(_) => StatusCode::NOT_FOUND,
             HttpError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             HttpError::Unauthorized => StatusCode::UNAUTHORIZED,
+            HttpError::CrossOrigin(_) => StatusCode::FORBIDDEN,
         }
     }
 

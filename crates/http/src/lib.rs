@@ -17,7 +17,7 @@
 //! Every router comes in two forms: `*_routes` without fallbacks, which merge
 //! (`Router::merge`), and `*_router`, the same inside [`json_fallbacks`]. A server that merges
 //! several puts [`json_fallbacks`] around the whole, then, off loopback,
-//! [`auth::require_token_for_writes`].
+//! [`auth::require_token`].
 //!
 //! Every body goes through [`body::RefundRequestBody`]: JSON content type, at most
 //! [`MAX_BODY_BYTES`], one JSON object with no repeated key, no array where the DTO has an
@@ -76,7 +76,7 @@ pub mod orchestrator;
 mod team;
 
 pub use api::{api_routes, Api, ROUTES};
-pub use auth::{listen, needs_token, require_token_for_writes, ListenError, Token};
+pub use auth::{listen, needs_token, refuse_cross_site_writes, require_token, ListenError, Token};
 pub use dashboard::dashboard_routes;
 pub use error::{ErrorBody, ErrorDetail, HttpError};
 pub use intake::{intake_router, intake_routes, Accepted, Intake, RETURNS_PATH};

@@ -2,7 +2,9 @@
 //!
 //! - `teams`: the `GET /teams` answer (each team's position, lag, counts, online or not), at
 //!   once on connecting, then every [`TEAMS_EVERY`] while anyone listens. One task computes it
-//!   for every listener.
+//!   for every listener. While the log does not answer, `unavailable` comes instead, with the
+//!   error (`{"error": {"kind": "unavailable", ...}}`), so a page never shows stale numbers as
+//!   live.
 //! - `records`: what User Support's status view has just read from the log: requests on
 //!   `returnOrders` and each team's events, one lane each. The view's runner hands every
 //!   applied batch to [`Live::tap`]; a task sends what gathered every [`RECORDS_EVERY`], at most
@@ -20,6 +22,7 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::IntoResponse;
+use returns_domain::ReturnId;
 use returns_eventlog::{team_topic, RETURN_ORDERS};
 use returns_services::projection::{view_teams, Incoming, ReturnsEvent};
 use serde::Serialize;
@@ -29,6 +32,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{team_rows, Api};
+use crate::{ErrorBody, ErrorDetail};
 
 /// `GET /events`.
 pub const EVENTS_PATH: &str = "/events";
@@ -75,7 +79,8 @@ pub struct Live {
     gathered: Mutex<Lanes>,
     recent: Mutex<Lanes>,
     records: broadcast::Sender<Arc<str>>,
-    teams: watch::Sender<Option<Arc<str>>>,
+    /// The latest `teams` (or `unavailable`) event: its name and data.
+    teams: watch::Sender<Option<(&'static str, Arc<str>)>>,
     stop: CancellationToken,
 }
 
@@ -139,13 +144,8 @@ impl Live {
                     if self.teams.receiver_count() == 0 {
                         continue;
                     }
-                    match team_rows(&api).await {
-                        Ok(rows) => {
-                            let json = serde_json::to_string(&rows).expect("rows serialize");
-                            self.teams.send_replace(Some(json.into()));
-                        }
-                        Err(e) => tracing::debug!(error = %e, "teams' rows not available"),
-                    }
+                    let (name, data) = teams_event(&api).await;
+                    self.teams.send_replace(Some((name, data.into())));
                 }
             }
         }
@@ -179,6 +179,30 @@ impl Live {
             dropped: BTreeMap::new(),
         };
         Some(serde_json::to_string(&message).expect("records serialize"))
+    }
+}
+
+/// The `teams` event now, or `unavailable` with the reason.
+async fn teams_event(api: &Api) -> (&'static str, String) {
+    match team_rows(api).await {
+        Ok(rows) => (
+            "teams",
+            serde_json::to_string(&rows).expect("rows serialize"),
+        ),
+        Err(e) => {
+            tracing::debug!(error = %e, "teams' rows not available");
+            let body = ErrorBody {
+                error: ErrorDetail {
+                    kind: "unavailable".to_string(),
+                    field: None,
+                    message: e.to_string(),
+                },
+            };
+            (
+                "unavailable",
+                serde_json::to_string(&body).expect("errors serialize"),
+            )
+        }
     }
 }
 
@@ -221,8 +245,13 @@ fn live_record(incoming: &Incoming<ReturnsEvent>) -> Option<LiveRecord> {
                 time(envelope.time),
             )
         }
+        // The key names the return only when it is one (a raw line may carry anything).
         Err(skip) => (
-            incoming.key.clone(),
+            incoming
+                .key
+                .as_deref()
+                .and_then(|k| k.parse::<ReturnId>().ok())
+                .map(|id| id.to_string()),
             skip.kind.to_string(),
             "unreadable",
             Some(skip.reason.clone()),
@@ -257,14 +286,9 @@ pub(crate) async fn events(State(api): State<Api>) -> impl IntoResponse {
             async move { tx.send(Ok(event)).await.is_ok() }
         };
         // The rows now (not in half a second), then the lanes' latest.
-        let now = match team_rows(&api).await {
-            Ok(rows) => Some(serde_json::to_string(&rows).expect("rows serialize")),
-            Err(_) => None,
-        };
-        if let Some(rows) = now {
-            if !send("teams", &rows).await {
-                return;
-            }
+        let (name, data) = teams_event(&api).await;
+        if !send(name, &data).await {
+            return;
         }
         teams.mark_unchanged();
         if let Some(recent) = live.recent() {
@@ -280,9 +304,9 @@ pub(crate) async fn events(State(api): State<Api>) -> impl IntoResponse {
                     if changed.is_err() {
                         return;
                     }
-                    let rows = teams.borrow_and_update().clone();
-                    match rows {
-                        Some(rows) => send("teams", &rows).await,
+                    let latest = teams.borrow_and_update().clone();
+                    match latest {
+                        Some((name, data)) => send(name, &data).await,
                         None => true,
                     }
                 }

@@ -9,8 +9,8 @@ use returns_domain::Generator;
 use returns_eventlog::wire::v2::RefundRequestV2;
 use returns_eventlog::{wire, Record, RETURN_ORDERS};
 use returns_http::{
-    intake_router, intake_routes, json_fallbacks, path, require_token_for_writes, team_routes,
-    Accepted, Intake, Token, RETURNS_PATH,
+    intake_router, intake_routes, json_fallbacks, path, require_token, team_routes, Accepted,
+    Intake, Token, RETURNS_PATH,
 };
 use returns_services::{IntakeStore, TeamFaultState, TeamName};
 use serde_json::Value;
@@ -205,7 +205,7 @@ async fn a_return_id_accepted_with_another_body_is_a_409_conflict() {
 async fn with_a_token_writes_need_it_and_get_a_json_401_without_it() {
     let dir = tempfile::tempdir().unwrap();
     let token = Token::new(TOKEN).unwrap();
-    let app = require_token_for_writes(intake_router(Intake::open(dir.path()).unwrap()), token);
+    let app = require_token(intake_router(Intake::open(dir.path()).unwrap()), token);
     for auth in [
         None,
         Some("Bearer wrong-token-wrong-token".to_string()),
@@ -231,9 +231,43 @@ async fn with_a_token_writes_need_it_and_get_a_json_401_without_it() {
         let (status, reply) = call(&app, Method::POST, RETURNS_PATH, Some(&auth), body(i)).await;
         assert_eq!(status, StatusCode::ACCEPTED, "{auth}: {reply}");
     }
-    // Reads need no token.
+    // Reads need it too (they show customers' addresses), as a header or as the dashboard's
+    // cookie, percent-encoded; the page's files and the health check do not.
     let (status, _) = call(&app, Method::GET, "/nowhere", None, String::new()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = call(&app, Method::GET, "/nowhere", Some(&bearer), String::new()).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    for (cookie, expected) in [
+        (
+            format!("theme=dark; returns_token={TOKEN}"),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            format!("returns_token={}", TOKEN.replace('-', "%2D")),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "returns_token=wrong-token-wrong-token".to_string(),
+            StatusCode::UNAUTHORIZED,
+        ),
+    ] {
+        let request = Request::builder()
+            .method(Method::GET)
+            .uri("/nowhere")
+            .header(header::COOKIE, &cookie)
+            .body(Body::empty())
+            .unwrap();
+        let answer = app.clone().oneshot(request).await.unwrap();
+        assert_eq!(answer.status(), expected, "{cookie}");
+    }
+    for public in ["/", "/assets/app.js", "/healthz"] {
+        let (status, _) = call(&app, Method::GET, public, None, String::new()).await;
+        assert_eq!(
+            status,
+            StatusCode::NOT_FOUND,
+            "{public} answers without the token"
+        );
+    }
 }
 
 /// The intake and the teams' routes merge into one app with one set of JSON fallbacks.
@@ -260,5 +294,77 @@ async fn the_routers_merge_into_one_app() {
     assert_eq!(
         (status, &reply["error"]["kind"]),
         (StatusCode::METHOD_NOT_ALLOWED, &"method_not_allowed".into())
+    );
+}
+
+/// A browser's write from a page of another origin is refused, whatever the token; scripts and
+/// the server's own page pass.
+#[tokio::test]
+async fn writes_from_another_origin_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let app =
+        returns_http::refuse_cross_site_writes(intake_router(Intake::open(dir.path()).unwrap()));
+    let post = |headers: &[(&str, &str)], i: u64| {
+        let mut request = Request::builder()
+            .method(Method::POST)
+            .uri(RETURNS_PATH)
+            .header(header::CONTENT_TYPE, "application/json");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.body(Body::from(body(i))).unwrap()
+    };
+    for (headers, expected) in [
+        (
+            vec![
+                ("host", "127.0.0.1:8080"),
+                ("origin", "https://evil.example"),
+            ],
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            vec![
+                ("host", "127.0.0.1:8080"),
+                ("origin", "http://127.0.0.1:9999"),
+            ],
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            vec![("host", "127.0.0.1:8080"), ("origin", "null")],
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            vec![("sec-fetch-site", "cross-site")],
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            vec![
+                ("host", "127.0.0.1:8080"),
+                ("origin", "http://127.0.0.1:8080"),
+                ("sec-fetch-site", "same-origin"),
+            ],
+            StatusCode::ACCEPTED,
+        ),
+        (vec![], StatusCode::ACCEPTED),
+    ] {
+        let i = if expected == StatusCode::ACCEPTED {
+            headers.len() as u64
+        } else {
+            100
+        };
+        let answer = app.clone().oneshot(post(&headers, i)).await.unwrap();
+        assert_eq!(answer.status(), expected, "{headers:?}");
+        if expected == StatusCode::FORBIDDEN {
+            let bytes = axum::body::to_bytes(answer.into_body(), 1 << 16)
+                .await
+                .unwrap();
+            let reply: Value = serde_json::from_slice(&bytes).unwrap();
+            assert_eq!(reply["error"]["kind"], "cross_origin", "{reply}");
+        }
+    }
+    assert_eq!(
+        outbox(&dir).len(),
+        2,
+        "only the two same-origin writes were accepted"
     );
 }

@@ -16,8 +16,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use returns_http::{
-    api_routes, dashboard_routes, intake_routes, json_fallbacks, require_token_for_writes, Api,
-    Intake, Token,
+    api_routes, dashboard_routes, intake_routes, json_fallbacks, require_token, Api, Intake, Token,
 };
 use returns_services::analytics::Analytics;
 use returns_services::intake::USER_SUPPORT;
@@ -126,8 +125,10 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     );
     let guarded = token.is_some();
     if let Some(token) = token {
-        app = require_token_for_writes(app, token);
+        app = require_token(app, token);
     }
+    // Loopback too: a page of another origin must not post to it (no token there to stop it).
+    let app = returns_http::refuse_cross_site_writes(app);
     let stop_http = CancellationToken::new();
     let mut http = tokio::spawn(returns_http::serve(listener, app, stop_http.clone()));
     let live = tokio::spawn(api.clone().live_updates());
