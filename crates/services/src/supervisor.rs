@@ -26,8 +26,9 @@ pub struct Supervisor {
     data_dir: PathBuf,
     /// Held only briefly, never across an await: reading a state never waits for a change.
     slots: Mutex<BTreeMap<TeamName, Slot>>,
-    /// Changes are made one at a time.
-    changing: tokio::sync::Mutex<()>,
+    /// Changes are made one at a time; a team being stopped holds it until it has stopped,
+    /// even if whoever asked has gone.
+    changing: Arc<tokio::sync::Mutex<()>>,
 }
 
 struct Slot {
@@ -78,7 +79,7 @@ impl Supervisor {
             log,
             data_dir,
             slots: Mutex::new(slots),
-            changing: tokio::sync::Mutex::new(()),
+            changing: Arc::new(tokio::sync::Mutex::new(())),
         }
     }
 
@@ -95,7 +96,7 @@ impl Supervisor {
     /// once it has) or bring it back (started again from its committed position). Changes are
     /// made one at a time; reading a state never waits for one.
     pub async fn set_online(&self, team: TeamName, online: bool) -> Result<Change, ServiceError> {
-        let _one_at_a_time = self.changing.lock().await;
+        let one_at_a_time = Arc::clone(&self.changing).lock_owned().await;
         let (stopping, state) = {
             let mut slots = self.slots();
             let slot = slots
@@ -122,7 +123,19 @@ impl Supervisor {
             (stopping, slot.state())
         };
         if let Some(task) = stopping {
-            let ended = task.await.map_err(|_| ServiceError::Task(team.as_str()))?;
+            // Waited for on a task of its own, holding the turn: should the caller go (a closed
+            // connection, a timeout), the next change or `stop` still waits for this service to
+            // end, so no second copy of a team ever runs beside it.
+            let stopped = tokio::spawn(async move {
+                let ended = task.await;
+                drop(one_at_a_time);
+                ended
+            });
+            let ended = stopped
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .ok_or(ServiceError::Task(team.as_str()))?;
             if let Err(e) = ended {
                 // It had failed on its own before being asked to stop; it is offline now
                 // either way, and the failure is the log's to show.
@@ -281,5 +294,56 @@ mod tests {
             supervisor.set_online(TeamName::Quality, true).await,
             Err(ServiceError::UnknownTeam(_))
         ));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_caller_that_gives_up_on_a_stop_leaves_no_second_copy_running() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("log.db").display());
+        let log = returns_eventlog::open(&url).await.unwrap();
+        let publisher = crate::Publisher::new(Arc::clone(&log));
+        let generator = Generator::new(8);
+        let metrics = Arc::new(TeamMetrics::new(TeamName::Sales.as_str()));
+        let supervisor = Supervisor::start(
+            Arc::clone(&log),
+            dir.path().to_path_buf(),
+            [(TeamName::Sales, Arc::clone(&metrics))],
+        );
+        // How long a batch of 3,000 takes here; then one more, and into the middle of it.
+        let started = Instant::now();
+        let first: Vec<_> = generator.requests(0..3_000).collect();
+        publisher.publish(&first).await.unwrap();
+        wait_for("the first 3,000", async || {
+            metrics.snapshot().processed == 3_000
+        })
+        .await;
+        let batch_time = started.elapsed();
+        let more: Vec<_> = generator.requests(3_000..6_000).collect();
+        publisher.publish(&more).await.unwrap();
+        tokio::time::sleep(batch_time / 2).await;
+        // Asked offline mid-batch by a caller that does not wait for the answer (a closed
+        // connection), then at once online again (another tab), then everything stopped.
+        let gave_up = tokio::time::timeout(
+            Duration::from_millis(1),
+            supervisor.set_online(TeamName::Sales, false),
+        )
+        .await;
+        assert!(gave_up.is_err(), "the stop took longer than a millisecond");
+        supervisor.set_online(TeamName::Sales, true).await.unwrap();
+        let ended = supervisor.stop().await;
+        assert!(ended.iter().all(|(_, r)| r.is_ok()), "{ended:?}");
+        // Nothing runs once stop returned: the count stands still.
+        let at_stop = metrics.snapshot().processed;
+        tokio::time::sleep(batch_time.max(Duration::from_millis(300))).await;
+        assert_eq!(
+            metrics.snapshot().processed,
+            at_stop,
+            "a copy of the team kept working after stop() returned"
+        );
+        let effects = crate::open_store_view(TeamName::Sales, dir.path())
+            .unwrap()
+            .effects_per_return()
+            .unwrap();
+        assert!(effects.values().all(|&n| n == 1), "no return handled twice");
     }
 }
