@@ -322,6 +322,8 @@ impl Chromedriver {
             "args": [
                 "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                // A small /dev/shm (containers) crashes pages; /tmp has room.
+                "--disable-dev-shm-usage",
                 "--window-size=1280,800", format!("--user-data-dir={}", profile.display()),
             ],
         });

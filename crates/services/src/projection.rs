@@ -82,6 +82,9 @@ pub trait Projection: Send + Sync + 'static {
     fn locate(_record: &Incoming<EventOf<Self>>) -> Option<String> {
         None
     }
+    /// Whether [`Projection::locate`] notes anything: a file of an older build is then
+    /// completed by reading its records again once ([`ProjectionRunner::run`]).
+    const LOCATES: bool = false;
 }
 
 /// Topics and how to read their records; several views can read the same source.
@@ -206,7 +209,7 @@ impl<P: Projection> ViewStore<P> {
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .map_err(err)?;
         if version < SCHEMA_VERSION {
-            migrate(&mut conn).map_err(err)?;
+            migrate(&mut conn, P::LOCATES).map_err(err)?;
         }
         P::create_tables(&conn).map_err(err)?;
         Ok(ViewStore {
@@ -343,6 +346,74 @@ impl<P: Projection> ViewStore<P> {
         rows.collect::<Result<_, _>>().map(Some).map_err(self.err())
     }
 
+    /// Partitions whose records below an offset are not in `located` (a file from an older
+    /// build), with that offset.
+    pub(crate) fn located_from(&self) -> Result<Vec<Position>, ServiceError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT topic, partition, offset FROM located_from ORDER BY topic, partition")
+            .map_err(self.err())?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(Position {
+                    topic: r.get(0)?,
+                    partition: r.get(1)?,
+                    offset: r.get::<_, i64>(2)? as u64,
+                })
+            })
+            .map_err(self.err())?;
+        rows.collect::<Result<_, _>>().map_err(self.err())
+    }
+
+    /// Note where `page` (records just below the partition's `located_from` offset, down to
+    /// `from`) is, and lower that offset to `from` (the row goes at 0), in one transaction.
+    pub(crate) fn backfill_located(
+        &mut self,
+        tp: &TopicPartition,
+        from: u64,
+        page: &[Incoming<EventOf<P>>],
+    ) -> Result<(), ServiceError> {
+        let err = store_error(P::NAME, &self.path);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(err)?;
+        {
+            let mut locate = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO located (key, topic, partition, offset)
+                     VALUES (?1, ?2, ?3, ?4)",
+                )
+                .map_err(err)?;
+            for incoming in page {
+                if let Some(key) = P::locate(incoming) {
+                    locate
+                        .execute(params![
+                            key,
+                            incoming.topic,
+                            incoming.partition,
+                            incoming.offset as i64
+                        ])
+                        .map_err(err)?;
+                }
+            }
+            let params = params![tp.topic, tp.partition, from as i64];
+            if from == 0 {
+                tx.execute(
+                    "DELETE FROM located_from WHERE topic = ?1 AND partition = ?2",
+                    &params[..2],
+                )
+            } else {
+                tx.execute(
+                    "UPDATE located_from SET offset = ?3 WHERE topic = ?1 AND partition = ?2",
+                    params,
+                )
+            }
+            .map_err(err)?;
+        }
+        tx.commit().map_err(err)
+    }
+
     /// Events the view has applied.
     pub fn seen(&self) -> Result<u64, ServiceError> {
         self.conn
@@ -353,7 +424,7 @@ impl<P: Projection> ViewStore<P> {
 }
 
 /// Bring the runner's tables to [`SCHEMA_VERSION`], in one transaction.
-fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+fn migrate(conn: &mut Connection, locates: bool) -> rusqlite::Result<()> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     // Another process may have migrated the file since it was looked at.
     let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
@@ -394,7 +465,7 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
              PRIMARY KEY (topic, partition)
          ) WITHOUT ROWID;",
     )?;
-    if version < 2 {
+    if version < 2 && locates {
         // Records this file read before are not in `located`: readers must scan them.
         tx.execute_batch(
             "INSERT OR IGNORE INTO located_from (topic, partition, offset)
@@ -833,6 +904,9 @@ impl<P: Projection> ProjectionRunner<P> {
         store = self
             .fill_behind_group(store, &mut standing, false, &patience, &mut report)
             .await?;
+        if P::LOCATES {
+            store = self.backfill_located(store, &patience, shutdown).await?;
+        }
         tracing::info!(view = P::NAME, group = P::GROUP, "following its topics");
         loop {
             let records = tokio::select! {
@@ -1148,6 +1222,58 @@ impl<P: Projection> ProjectionRunner<P> {
                 report.counts += counts;
             }
         }
+        Ok(store)
+    }
+
+    /// A file from before records were located: read what it had read again, newest first, and
+    /// note where each record is, page by page (each page one transaction, so a stop loses
+    /// nothing done), until `located` is complete.
+    async fn backfill_located(
+        &self,
+        mut store: ViewStore<P>,
+        patience: &Patience,
+        shutdown: &CancellationToken,
+    ) -> Result<ViewStore<P>, ServiceError> {
+        let (next, todo) = self.on_store(store, patience, |s| s.located_from()).await?;
+        store = next;
+        if todo.is_empty() {
+            return Ok(store);
+        }
+        let total: u64 = todo.iter().map(|p| p.offset).sum();
+        tracing::info!(
+            view = P::NAME,
+            records = total,
+            "this file predates the return index: noting where its records are, once"
+        );
+        for at in todo {
+            let tp = TopicPartition {
+                topic: at.topic.clone(),
+                partition: at.partition,
+            };
+            let mut below = at.offset;
+            while below > 0 {
+                if shutdown.is_cancelled() {
+                    return Ok(store);
+                }
+                let from = below.saturating_sub(self.config.batch_max as u64);
+                let mut page = self
+                    .log
+                    .read(&tp.topic, tp.partition, from, (below - from) as usize)
+                    .await?;
+                page.retain(|r| r.offset < below);
+                let tp2 = tp.clone();
+                let (next, ()) = self
+                    .on_store(store, patience, move |s| {
+                        let batch: Vec<Incoming<EventOf<P>>> =
+                            page.iter().map(Incoming::decode::<P::Source>).collect();
+                        s.backfill_located(&tp2, from, &batch)
+                    })
+                    .await?;
+                store = next;
+                below = from;
+            }
+        }
+        tracing::info!(view = P::NAME, "every record is located");
         Ok(store)
     }
 

@@ -54,6 +54,8 @@ impl Projection for StatusView {
         )
     }
 
+    const LOCATES: bool = true;
+
     /// Every record is noted under its return, so a timeline reads only those records
     /// ([`crate::audit::timeline_at`]).
     fn locate(record: &Incoming<ReturnsEvent>) -> Option<String> {
@@ -303,6 +305,7 @@ mod tests {
 
     use super::*;
     use crate::projection::testkit::{bad_request, decided, first_decision, incoming, requested};
+    use returns_eventlog::Record;
 
     #[test]
     fn a_return_shows_each_team_decided_or_pending() {
@@ -395,7 +398,7 @@ mod tests {
         store.apply(&incoming::<StatusView>(&batch)).unwrap();
         // A second delivery of the same records notes nothing new.
         store.apply(&incoming::<StatusView>(&batch)).unwrap();
-        let at = |key: &ReturnId| -> Vec<(String, u64)> {
+        let at = |store: &StatusStore, key: &ReturnId| -> Vec<(String, u64)> {
             store
                 .located(&key.to_string())
                 .unwrap()
@@ -410,11 +413,11 @@ mod tests {
             .collect();
         expected_a.sort();
         assert_eq!(
-            at(&a.return_id),
+            at(&store, &a.return_id),
             expected_a,
             "the request, Sales and Quality"
         );
-        assert_eq!(at(&b.return_id).len(), 2);
+        assert_eq!(at(&store, &b.return_id).len(), 2);
         drop(store);
 
         // A file written before records were located: it can no longer tell.
@@ -424,12 +427,44 @@ mod tests {
         drop(conn);
         let mut store = StatusStore::open(dir.path()).unwrap();
         assert_eq!(store.located(&a.return_id.to_string()).unwrap(), None);
-        // It stays so for good, although what it reads from now on is located.
+        // It stays so while what it read before is not located, although what it reads from
+        // now on is.
         let c = Generator::new(5).request(2);
         store
             .apply(&incoming::<StatusView>(&[requested(&c, 2, 4_000)]))
             .unwrap();
         assert_eq!(store.located(&c.return_id.to_string()).unwrap(), None);
+        // The runner reads the older records again, page by page, newest first.
+        let todo = store.located_from().unwrap();
+        assert_eq!(
+            todo.len(),
+            4,
+            "returnOrders and three team topics: {todo:?}"
+        );
+        for at in todo {
+            let tp = returns_eventlog::TopicPartition {
+                topic: at.topic.clone(),
+                partition: at.partition,
+            };
+            let older: Vec<Record> = batch
+                .iter()
+                .filter(|r| r.topic == at.topic && r.offset < at.offset)
+                .cloned()
+                .collect();
+            let (upper, lower): (Vec<Record>, Vec<Record>) =
+                older.into_iter().partition(|r| r.offset >= 1);
+            store
+                .backfill_located(&tp, 1.min(at.offset), &incoming::<StatusView>(&upper))
+                .unwrap();
+            if at.offset > 1 {
+                assert_eq!(store.located(&a.return_id.to_string()).unwrap(), None);
+            }
+            store
+                .backfill_located(&tp, 0, &incoming::<StatusView>(&lower))
+                .unwrap();
+        }
+        assert_eq!(at(&store, &a.return_id), expected_a, "complete again");
+        assert_eq!(at(&store, &c.return_id).len(), 1);
     }
 
     #[test]
