@@ -293,11 +293,26 @@
     const refund = s.refund_amount || { minor: 0, currency: 'EUR' };
     f['refund_amount.currency'].value = refund.currency;
     f.refund_amount.value = minorToText(refund.minor, refund.currency);
-    const rest = { ...s };
-    for (const k of ['order_id', 'model', 'serial', 'reason', 'item_location', 'refund_amount']) delete rest[k];
-    setText($('sample-rest'), JSON.stringify(rest, null, 2));
+    showRest();
     clearInvalid();
   }
+
+  // The sample's fields the form has no input for (return_id among them).
+  function showRest() {
+    const rest = { ...sample };
+    for (const k of ['order_id', 'model', 'serial', 'reason', 'item_location', 'refund_amount']) delete rest[k];
+    setText($('sample-rest'), JSON.stringify(rest, null, 2));
+  }
+
+  // A return id for the next submit of the same form: a form submitted again (edited or not)
+  // is another return, not a conflicting copy of the last one.
+  async function freshReturnId() {
+    if (window.crypto && typeof crypto.randomUUID === 'function') return crypto.randomUUID();
+    if (window.crypto && typeof crypto.getRandomValues === 'function') return uuid4();
+    const [s] = await fetchSamples(1);
+    return s.return_id;
+  }
+
 
   function clearInvalid() {
     for (const input of form.querySelectorAll('[aria-invalid]')) input.removeAttribute('aria-invalid');
@@ -393,8 +408,19 @@
     showResult('pending', body.return_id);
     try {
       const { data } = await api('/returns', { method: 'POST', json: body, write: true });
+      // The result names the return just sent; the form gets a new id for the next one.
+      let next = null;
+      try {
+        next = await freshReturnId();
+      } catch {
+        next = null;
+      }
+      if (next && sample.return_id === body.return_id) {
+        sample = { ...sample, return_id: next };
+        showRest();
+      }
       showResult(data.duplicate ? 'duplicate' : 'accepted', data.return_id,
-        data.duplicate ? 'Nothing is published again.' : 'Published to returnOrders.');
+        `${data.duplicate ? 'Nothing is published again.' : 'Published to returnOrders.'}${next ? ' The form has a new return id for the next one.' : ''}`);
       openTimeline(data.return_id, false);
     } catch (e) {
       markInvalid(e.field);
