@@ -503,24 +503,36 @@
   const lanes = new Map(); // lane id -> {node, list, stats:{}, ...}
   const lanesNode = $('lanes');
 
-  function statCell(key, label) {
+  // A stat: [key, label, tooltip]; the tooltip says what the number counts.
+  function statCell(key, label, tip) {
     const dd = el('dd', { 'data-k': key }, '—');
-    return [el('div', { class: `stat stat-${key}` }, el('dt', null, label), dd), dd];
+    return [el('div', { class: `stat stat-${key}`, title: tip || null }, el('dt', null, label), dd), dd];
   }
 
+  // stats: [key, label, tooltip] cells; a [caption, tooltip] pair of strings between them starts
+  // a group under that caption.
   function buildLane(id, title, sub, stats, ctl, late) {
     const statNodes = {};
-    const cells = stats.map(([key, label]) => {
-      const [cell, dd] = statCell(key, label);
-      statNodes[key] = dd;
-      return cell;
-    });
+    const blocks = [];
+    let dl = null;
+    for (const st of stats) {
+      if (st.length === 2) {
+        blocks.push(el('p', { class: 'stat-cap', title: st[1] }, el('span', null, st[0])));
+        dl = null;
+        continue;
+      }
+      if (!dl) blocks.push((dl = el('dl', { class: 'lane-stats' })));
+      const [cell, dd] = statCell(...st);
+      statNodes[st[0]] = dd;
+      statNodes[`${st[0]}Cell`] = cell;
+      dl.append(cell);
+    }
     const list = el('ol', { class: 'lane-list', 'aria-label': `${title}: latest events, newest first` });
     const node = el('article', { class: 'lane', 'data-testid': `lane-${id}`, 'data-lane': id, 'aria-labelledby': `lane-${id}-h` },
       el('header', { class: 'lane-head' },
         el('div', { class: 'lane-title' }, el('h3', { id: `lane-${id}-h` }, title), late ? el('span', { class: 'tag' }, 'joined late') : null),
         sub,
-        el('dl', { class: 'lane-stats' }, ...cells),
+        ...blocks,
         ctl),
       el('div', { class: 'lane-body' }, list, el('p', { class: 'lane-empty' }, 'No events yet')));
     lanesNode.append(node);
@@ -531,9 +543,10 @@
 
   {
     const req = buildLane('requests', 'returnOrders',
-      el('p', { class: 'lane-sub' }, 'what ', el('b', null, 'User Support'), ' published'),
-      [['end', 'records'], ['caught', 'caught up'], ['maxlag', 'most behind'], ['offline', 'offline']],
-      el('div', { class: 'lane-ctl' }, el('span', { class: 'badge topic' }, 'topic'), el('span', { class: 'muted small' }, 'one request per return')));
+      el('p', { class: 'lane-sub' }, 'what ', el('b', null, 'User Support'), ' published: one request per return'),
+      [['end', 'records', 'Records on returnOrders (the whole log)'], ['caught', 'caught up', 'Teams with nothing left to read'],
+        ['maxlag', 'most behind', 'The largest lag of any team'], ['offline', 'offline', 'Teams taken offline']],
+      el('div', { class: 'lane-ctl' }, el('span', { class: 'badge topic' }, 'topic')));
     req.node.setAttribute('data-end', '0');
     req.node.classList.add('lane-requests');
     for (const t of TEAMS) {
@@ -541,7 +554,13 @@
       const toggle = el('button', { type: 'button', class: 'toggle', 'data-testid': 'toggle', 'aria-pressed': 'false', 'data-team': t.id }, 'Take offline');
       const lane = buildLane(t.id, t.name,
         el('p', { class: 'lane-sub' }, 'produces ', el('b', null, t.produces)),
-        [['lag', 'lag'], ['handled', 'handled'], ['rejected', 'rejected'], ['dead', 'dead-lettered']],
+        [['position', 'position', 'Committed position of its consumer group on returnOrders: durable, it survives a restart'],
+          ['lag', 'lag', 'Records on returnOrders it has not read yet'],
+          ['this run', 'Counted by this server process since it started: a restart counts from 0 again, while the committed position above is durable'],
+          ['handled', 'handled', 'Returns this server process has handled since it started (a restart counts from 0; the position above is durable)'],
+          ['rejected', 'rejected', 'Returns it decided to reject, this run'],
+          ['dead', 'dead-lettered', 'Records it could not handle and dead-lettered, this run'],
+          ['dup', 'duplicates', 'Records it had handled already and skipped, this run']],
         el('div', { class: 'lane-ctl' }, badge, toggle), t.late);
       lane.badge = badge;
       lane.toggle = toggle;
@@ -575,6 +594,8 @@
     setText(lane.badge, online ? 'online' : 'offline');
   }
 
+  const fmtCount = (n) => (typeof n === 'number' ? String(n) : '—');
+
   function onTeams(t) {
     if (!t) return;
     setText($('log'), t.log || '—');
@@ -595,10 +616,15 @@
       setAttr(lane.node, 'data-handled', row.processed);
       setAttr(lane.node, 'data-rejected', row.rejected);
       setAttr(lane.node, 'data-dead-lettered', row.dead_lettered);
+      setText(lane.stats.position, fmtCount(row.position));
       setText(lane.stats.lag, row.lag);
       setText(lane.stats.handled, row.processed);
       setText(lane.stats.rejected, row.rejected);
       setText(lane.stats.dead, row.dead_lettered);
+      setText(lane.stats.dup, fmtCount(row.duplicates));
+      if (row.group) {
+        lane.stats.positionCell.title = `Committed position of the group ${row.group} on returnOrders, of ${t.end} records: durable, it survives a restart`;
+      }
       let online = row.online === undefined ? true : !!row.online;
       const o = overrides.get(row.team);
       if (o) {
@@ -667,18 +693,21 @@
     const [model, defect] = outcome === 'request' && rec.summary ? rec.summary.split(' · ') : [];
     const head = model || rec.event_type;
     const note = defect || rec.reason || '';
+    const time = el('span', { class: 'ev-time' }, rec.time ? clock(rec.time) : '');
     const tip = [rec.event_type, rec.summary, rec.reason && outcome === 'rejected' ? `rejected: ${rec.reason}` : rec.reason,
       `${rec.topic} · partition ${rec.partition} · offset ${rec.offset}`, rec.return_id ? `return ${rec.return_id}` : null].filter(Boolean).join('\n');
     const id = rec.return_id || '';
     // A record without a return id (unreadable, no key) is shown but opens nothing.
     return el('li', {
-      class: `ev o-${outcome}`, tabindex: id ? '0' : null, role: id ? 'button' : null, title: tip,
+      class: `ev o-${outcome}${model ? ' ev-req' : ''}`, tabindex: id ? '0' : null, role: id ? 'button' : null, title: tip,
       'data-return-id': id || null, 'data-event-type': rec.event_type, 'data-outcome': outcome, 'data-key': recordKey(rec),
       'aria-label': `${rec.event_type}${id ? ` for return ${shortId(id)}` : ''}${rec.reason ? `, ${outcome === 'rejected' ? 'rejected: ' : ''}${rec.reason}` : ''}${rec.time ? `, at ${clock(rec.time)}` : ''}.${id ? ' Open its timeline.' : ''}`,
     },
-    el('span', { class: 'ev-l1' }, el('span', { class: 'ev-dot', 'aria-hidden': 'true' }), el('span', { class: 'ev-type' }, head)),
+    // A request: the model and the time, then the return and the defect (the defect gets the
+    // room of the time: it is the longer). Others: the type, then the return, reason and time.
+    el('span', { class: 'ev-l1' }, el('span', { class: 'ev-dot', 'aria-hidden': 'true' }), el('span', { class: 'ev-type' }, head), model ? time : null),
     el('span', { class: 'ev-l2' }, el('span', { class: 'ev-id' }, id ? shortId(id) : `@${rec.offset}`),
-      el('span', { class: `ev-reason${defect ? ' plain' : ''}` }, note), el('span', { class: 'ev-time' }, rec.time ? clock(rec.time) : '')));
+      el('span', { class: `ev-reason${defect ? ' plain' : ''}` }, note), model ? null : time));
   }
 
   // Records come oldest first, per lane in the order the status view read them; a reconnect
