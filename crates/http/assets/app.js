@@ -652,18 +652,48 @@
     const li = ev.target.closest('li[data-return-id]');
     if (li) openTimeline(li.getAttribute('data-return-id'), true);
   });
+  // A lane's list is one Tab stop (a roving tabindex): the item last moved to, else the newest;
+  // arrows, Home and End move within the list; Enter or Space opens the item's return.
+  // Records without a return id open nothing and are passed over. Items the narrow layout
+  // hides (display: none) are passed over too.
+  const itemsOf = (list) => [...list.querySelectorAll('li[data-return-id]')].filter((li) => li.getClientRects().length > 0);
+
+  function rove(list, to) {
+    const items = itemsOf(list);
+    const current = to && items.includes(to) ? to : items.find((li) => li.getAttribute('tabindex') === '0') || items[0];
+    for (const li of list.querySelectorAll('li[data-return-id]')) setAttr(li, 'tabindex', li === current ? '0' : '-1');
+    return current;
+  }
+
+  lanesNode.addEventListener('focusin', (ev) => {
+    const li = ev.target.closest('li[data-return-id]');
+    if (li && ev.target === li) rove(li.parentElement, li);
+  });
   lanesNode.addEventListener('keydown', (ev) => {
     const li = ev.target.closest('li[data-return-id]');
-    if (!li || ev.target !== li) return;
+    if (!li || ev.target !== li || ev.altKey || ev.ctrlKey || ev.metaKey) return;
     if (ev.key === 'Enter' || ev.key === ' ') {
       ev.preventDefault();
       openTimeline(li.getAttribute('data-return-id'), true);
-    } else if (ev.key === 'ArrowDown' || ev.key === 'ArrowUp') {
-      const to = ev.key === 'ArrowDown' ? li.nextElementSibling : li.previousElementSibling;
-      if (to) {
-        ev.preventDefault();
-        to.focus();
-      }
+      return;
+    }
+    const items = itemsOf(li.parentElement);
+    const at = items.indexOf(li);
+    const to = { ArrowDown: items[at + 1], ArrowUp: items[at - 1], Home: items[0], End: items[items.length - 1] }[ev.key];
+    if (ev.key in { ArrowDown: 1, ArrowUp: 1, Home: 1, End: 1 }) ev.preventDefault();
+    if (to && to !== li) {
+      rove(li.parentElement, to);
+      to.focus();
+    }
+  });
+
+  // The layout changes how many items a lane shows: each list keeps a Tab stop it shows.
+  const narrowLanes = window.matchMedia('(max-width: 520px)');
+  narrowLanes.addEventListener('change', () => {
+    for (const lane of lanes.values()) {
+      const focused = lane.list.contains(document.activeElement) ? document.activeElement : null;
+      const stop = rove(lane.list);
+      if (focused && focused !== stop && focused.getClientRects().length === 0 && stop) stop.focus();
     }
   });
 
@@ -699,7 +729,7 @@
     const id = rec.return_id || '';
     // A record without a return id (unreadable, no key) is shown but opens nothing.
     return el('li', {
-      class: `ev o-${outcome}${model ? ' ev-req' : ''}`, tabindex: id ? '0' : null, role: id ? 'button' : null, title: tip,
+      class: `ev o-${outcome}${model ? ' ev-req' : ''}`, tabindex: id ? '-1' : null, role: id ? 'button' : null, title: tip,
       'data-return-id': id || null, 'data-event-type': rec.event_type, 'data-outcome': outcome, 'data-key': recordKey(rec),
       'aria-label': `${rec.event_type}${id ? ` for return ${shortId(id)}` : ''}${rec.reason ? `, ${outcome === 'rejected' ? 'rejected: ' : ''}${rec.reason}` : ''}${rec.time ? `, at ${clock(rec.time)}` : ''}.${id ? ' Open its timeline.' : ''}`,
     },
@@ -737,8 +767,16 @@
         if (focused && last === document.activeElement) last.previousElementSibling.focus();
         last.remove();
       }
+      // The Tab stop: the focused item while the focus is in the list (the last one shown, if
+      // the narrow layout hides it now), else the one it was (or the newest, if that one is
+      // gone or hidden now).
+      let active = focused && lane.list.contains(document.activeElement) ? document.activeElement : null;
+      if (active && active.getClientRects().length === 0) active = itemsOf(lane.list).pop() || null;
+      const stop = rove(lane.list, active);
+      if (active && stop && document.activeElement !== stop) stop.focus();
     }
   }
+
 
   // ---------------------------------------------------------------- live connection
 
