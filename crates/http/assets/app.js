@@ -77,6 +77,37 @@
     if (node.textContent !== v) node.textContent = v;
   }
 
+  // run() now and then every `ms` after it finished, but not while the tab is hidden: a hidden
+  // tab asks nothing; now() (on its return) starts it again.
+  function poller(run, ms) {
+    let timer = null;
+    let busy = false;
+    let again = false; // now() while a run was on its way: another one right after it
+    const tick = async () => {
+      timer = null;
+      if (document.hidden) return;
+      if (busy) {
+        again = true;
+        return;
+      }
+      busy = true;
+      try {
+        await run();
+      } finally {
+        busy = false;
+      }
+      if (!timer && !document.hidden) timer = setTimeout(tick, again ? 0 : ms);
+      again = false;
+    };
+    return {
+      now() {
+        clearTimeout(timer);
+        timer = null;
+        tick();
+      },
+    };
+  }
+
   // ---------------------------------------------------------------- formatting
 
   const pad = (n, w = 2) => String(n).padStart(w, '0');
@@ -159,7 +190,8 @@
       headers['Content-Type'] = 'application/json';
       body = JSON.stringify(opts.json);
     }
-    if (opts.write && token()) headers.Authorization = `Bearer ${token()}`;
+    // Reads too: a server given a token wants it on every route but the page and /healthz.
+    if (token()) headers.Authorization = `Bearer ${token()}`;
     let res;
     try {
       res = await fetch(path, { method: opts.method || 'GET', headers, body, cache: 'no-store' });
@@ -177,7 +209,7 @@
       const err = (data && data.error) || {};
       const e = new ApiError(res.status, err.kind || `http_${res.status}`, err.field || null,
         err.message || `${res.status} ${res.statusText || 'error'}`);
-      if (res.status === 401 && opts.write) askForToken();
+      if (res.status === 401) askForToken(!!opts.write);
       throw e;
     }
     return { status: res.status, data };
@@ -185,12 +217,33 @@
 
   // ---------------------------------------------------------------- token
 
-  // A 401 names the problem where the write was made; here only the field to fix it.
-  function askForToken() {
+  // A server given a token wants it for reads as well as writes. fetch sends it as a header;
+  // EventSource cannot, so the page also keeps it in a cookie the server accepts instead.
+  const COOKIE = 'returns_token';
+  function setCookie(t) {
+    document.cookie = t
+      ? `${COOKIE}=${encodeURIComponent(t)}; path=/; SameSite=Strict`
+      : `${COOKIE}=; path=/; Max-Age=0; SameSite=Strict`;
+  }
+
+  // A read answered 401: the page waits for the token (no more polling, no reconnecting) until
+  // it is entered.
+  let authBlocked = false;
+
+  // A 401 names the problem where the request was made; here only the field to fix it. The
+  // focus moves there when the field appears, or for a write the user just made; not again for
+  // every poll that is refused.
+  function askForToken(write) {
     const form = $('token-form');
+    const appeared = form.hidden;
+    if (!write && !authBlocked) {
+      authBlocked = true;
+      checkStale();
+    }
     form.hidden = false;
-    setText($('token-hint'), token() ? 'The server refused this token.' : "Writes need this server's token.");
-    $('token').focus();
+    setText($('token-hint'), token() ? 'The server refused this token.' : "This server needs its token to show and change anything.");
+    form.classList.add('wanted');
+    if (appeared || write) $('token').focus();
   }
 
   $('token-form').addEventListener('submit', (ev) => {
@@ -198,12 +251,20 @@
     const t = $('token').value.trim();
     if (t) sessionStorage.setItem(TOKEN_KEY, t);
     else sessionStorage.removeItem(TOKEN_KEY);
-    setText($('token-hint'), t ? 'Kept for this tab; writes send it.' : 'Token forgotten.');
+    setCookie(t);
+    $('token-form').classList.remove('wanted');
+    setText($('token-hint'), t ? 'Kept for this tab; every request sends it.' : 'Token forgotten.');
+    // Try again with it: the stream, and everything the page shows.
+    authBlocked = false;
+    checkStale();
+    connect();
+    refreshNow();
   });
   if (token()) {
+    setCookie(token());
     $('token-form').hidden = false;
     $('token').value = token();
-    setText($('token-hint'), 'Kept for this tab; writes send it.');
+    setText($('token-hint'), 'Kept for this tab; every request sends it.');
   }
 
   // ---------------------------------------------------------------- samples
@@ -313,7 +374,6 @@
     return s.return_id;
   }
 
-
   function clearInvalid() {
     for (const input of form.querySelectorAll('[aria-invalid]')) input.removeAttribute('aria-invalid');
   }
@@ -371,18 +431,26 @@
     fill(out, ...parts);
   }
 
+  // True while the form holds a sample made in the page because the server's did not come (it
+  // is asked again once a token is entered).
+  let sampleLocal = false;
+
   async function newSample() {
     const btn = $('new-sample');
     btn.setAttribute('aria-busy', 'true');
     try {
       const [s] = await fetchSamples(1);
+      sampleLocal = false;
       fillForm(s);
       if (samplesMissing) showResult('pending', null, 'This server has no /samples yet: the sample was made in the page.');
       else fill($('submit-result'));
     } catch (e) {
       // Keep the form usable: a sample made here, and why.
+      sampleLocal = true;
       fillForm(localSample());
-      showResult('pending', null, `No sample from the server (${e.message}): this one was made in the page.`);
+      showResult('pending', null, e.status === 401
+        ? "No sample from the server without its token: this one was made in the page."
+        : `No sample from the server (${e.message}): this one was made in the page.`);
     } finally {
       btn.removeAttribute('aria-busy');
     }
@@ -531,12 +599,13 @@
     const node = el('article', { class: 'lane', 'data-testid': `lane-${id}`, 'data-lane': id, 'aria-labelledby': `lane-${id}-h` },
       el('header', { class: 'lane-head' },
         el('div', { class: 'lane-title' }, el('h3', { id: `lane-${id}-h` }, title), late ? el('span', { class: 'tag' }, 'joined late') : null),
-        sub,
+        // The sub line, or in its place while the numbers are stale, since when they are.
+        el('div', { class: 'lane-sub-box' }, sub, el('p', { class: 'lane-asof', 'aria-hidden': 'true' })),
         ...blocks,
         ctl),
       el('div', { class: 'lane-body' }, list, el('p', { class: 'lane-empty' }, 'No events yet')));
     lanesNode.append(node);
-    const lane = { id, node, list, stats: statNodes };
+    const lane = { id, node, list, stats: statNodes, asof: node.querySelector('.lane-asof') };
     lanes.set(id, lane);
     return lane;
   }
@@ -598,6 +667,7 @@
 
   function onTeams(t) {
     if (!t) return;
+    lastTeamsAt = Date.now();
     setText($('log'), t.log || '—');
     const req = lanes.get('requests');
     setAttr(req.node, 'data-end', t.end);
@@ -777,65 +847,180 @@
     }
   }
 
-
   // ---------------------------------------------------------------- live connection
 
+  // One EventSource while the tab is visible, none while it is hidden: a browser allows six
+  // connections to a host, so six hidden tabs holding a stream each would leave none for the
+  // seventh. Without the stream, GET /teams every second (not while hidden either).
   let source = null;
   let pollTimer = null;
+  let reconnectTimer = null;
   let liveState = null;
+  let liveText = null; // what setLive was told; the indicator may say more (see showLive)
+  let silent = false; // the stream is open, but no `teams` came for more than STALE_MS
+  let logDown = null; // the message of the latest `unavailable`, until the next `teams`
+  let lastTeamsAt = 0; // when the numbers last came (Date.now())
+  let watchFrom = Date.now(); // since when numbers are expected: the page's load, or the tab's return
+  const STALE_MS = 3000;
 
+  // data-state is the stream's; the text says whether what comes is current: an open stream
+  // with the log down, or gone quiet, is not "Live".
   function setLive(state, text) {
-    const node = document.querySelector('[data-testid=live]');
-    setAttr(node, 'data-state', state);
-    node.classList.toggle('polling', state !== 'open' && text === 'Polling');
-    setText($('live-text'), text || (state === 'open' ? 'Live' : 'Disconnected'));
     liveState = state;
+    liveText = text || null;
+    checkStale();
   }
+
+  function showLive() {
+    const node = document.querySelector('[data-testid=live]');
+    const state = liveState || 'closed';
+    setAttr(node, 'data-state', state);
+    let shown = liveText || 'Disconnected';
+    if (state === 'open') shown = logDown ? 'Log unavailable' : silent ? 'No updates' : liveText || 'Live';
+    node.classList.toggle('polling', state !== 'open' && shown === 'Polling');
+    node.classList.toggle('down', !!logDown || authBlocked || (state === 'open' && silent));
+    node.title = logDown ? `The log does not answer: ${logDown}` : '';
+    setText($('live-text'), shown);
+  }
+
+  // The lanes' numbers are stale while the log is down, a token is missing, or nothing came for
+  // more than STALE_MS: dimmed, and said why, since when.
+  function checkStale() {
+    if (liveState === null) return;
+    silent = liveState === 'open' && Date.now() - Math.max(lastTeamsAt, watchFrom) > STALE_MS;
+    showLive();
+    if (document.hidden) return;
+    const wrap = $('lanes-wrap');
+    let why = null;
+    if (authBlocked) why = "Token needed: enter this server's token to see the teams";
+    else if (logDown) why = `Log unavailable: ${logDown}`;
+    else if (Date.now() - Math.max(lastTeamsAt, watchFrom) > STALE_MS) {
+      why = liveState === 'open' ? 'No update from the server for a while' : $('live-text').textContent.replace(/…$/, '');
+    }
+    const asof = lastTeamsAt ? `numbers as of ${clock(new Date(lastTeamsAt).toISOString())}` : 'no numbers yet';
+    setAttr(wrap, 'data-stale', !!why);
+    const text = why ? `${why} · ${asof}` : '';
+    setText($('lanes-stale'), text);
+    $('lanes-stale').title = text;
+    const laneNote = lastTeamsAt ? `stale · as of ${clock(new Date(lastTeamsAt).toISOString())}` : 'no numbers yet';
+    for (const lane of lanes.values()) setText(lane.asof, why ? laneNote : '');
+  }
+  setInterval(checkStale, 500);
 
   async function pollTeams() {
     pollTimer = null;
-    if (liveState === 'open') return;
+    if (liveState === 'open' || document.hidden || authBlocked) return;
     try {
       const { data } = await api('/teams');
+      logDown = null;
       onTeams(data);
       if (liveState !== 'open') setLive('closed', 'Polling');
     } catch (e) {
-      if (liveState !== 'open') setLive('closed', e.status === 503 ? 'Log unavailable' : 'Disconnected');
+      if (e.status === 503) logDown = e.message;
+      if (liveState !== 'open') {
+        setLive('closed', e.status === 401 ? 'Token needed' : e.status === 503 ? 'Log unavailable' : 'Disconnected');
+      }
     }
-    if (liveState !== 'open' && !pollTimer) pollTimer = setTimeout(pollTeams, 1000);
+    if (liveState !== 'open' && !pollTimer && !document.hidden && !authBlocked) pollTimer = setTimeout(pollTeams, 1000);
   }
 
   function startPolling() {
     if (!pollTimer) pollTimer = setTimeout(pollTeams, 0);
   }
 
+  function stopPolling() {
+    clearTimeout(pollTimer);
+    pollTimer = null;
+  }
+
+  // (Re)open the stream; the one before, if any, is closed first.
   function connect() {
+    clearTimeout(reconnectTimer);
+    reconnectTimer = null;
+    if (source) {
+      source.close();
+      source = null;
+    }
+    if (document.hidden) return;
     if (!('EventSource' in window)) {
       startPolling();
       return;
     }
-    source = new EventSource('/events');
-    source.addEventListener('open', () => setLive('open'));
-    source.addEventListener('teams', (e) => {
-      if (liveState !== 'open') setLive('open');
+    const es = new EventSource('/events');
+    source = es;
+    const mine = (f) => (e) => {
+      if (source === es) f(e);
+    };
+    es.addEventListener('open', mine(() => setLive('open')));
+    es.addEventListener('teams', mine((e) => {
+      const was = logDown;
+      logDown = null;
+      if (liveState !== 'open' || was) setLive('open');
       onTeams(parse(e.data));
-    });
+      checkStale();
+    }));
+    // The log does not answer (at connect, then every 500 ms while it lasts): the stream is
+    // open, the numbers are not current.
+    es.addEventListener('unavailable', mine((e) => {
+      const d = parse(e.data);
+      logDown = (d && d.error && d.error.message) || 'the log does not answer';
+      setLive('open');
+    }));
     // The first message after connecting replays each lane's latest: shown without animation.
     let replay = true;
-    source.addEventListener('records', (e) => {
+    es.addEventListener('records', mine((e) => {
       onRecords(parse(e.data), !replay);
       replay = false;
-    });
-    source.addEventListener('error', () => {
-      setLive('closed', 'Reconnecting…');
+    }));
+    es.addEventListener('error', mine(() => {
+      logDown = null;
+      setLive('closed', authBlocked ? 'Token needed' : 'Reconnecting…');
+      // GET /teams meanwhile; it also tells whether the stream was refused for want of the
+      // token (a 401 shows the token field and stops the retries until it is entered).
       startPolling();
-      if (source.readyState === EventSource.CLOSED) {
-        // The stream was refused (e.g. an older server without /events): try again later.
-        source.close();
-        setTimeout(connect, 5000);
+      if (es.readyState === EventSource.CLOSED) {
+        // Refused (a 401, an older server without /events): try again later.
+        es.close();
+        source = null;
+        reconnectTimer = setTimeout(() => {
+          if (!authBlocked) connect();
+        }, 5000);
       }
-    });
+    }));
   }
+
+  // Everything the page shows, asked again now (the tab is back, a token was entered).
+  async function refreshNow() {
+    stats.now();
+    compare.now();
+    if (tl.id) fetchTimeline();
+    if (sampleLocal) newSample();
+    try {
+      const { data } = await api('/teams');
+      onTeams(data);
+      checkStale();
+    } catch {
+      // the stream or the polling says why
+    }
+  }
+
+  document.addEventListener('visibilitychange', () => {
+    if (document.hidden) {
+      clearTimeout(reconnectTimer);
+      reconnectTimer = null;
+      stopPolling();
+      if (source) {
+        source.close();
+        source = null;
+      }
+      setLive('closed', 'Paused (tab hidden)');
+    } else {
+      watchFrom = Date.now();
+      setLive('closed', 'Connecting…');
+      connect();
+      refreshNow();
+    }
+  });
 
   function parse(text) {
     try {
@@ -906,7 +1091,8 @@
 
   async function fetchTimeline() {
     clearTimeout(tl.timer);
-    if (!tl.id) return;
+    // A hidden tab asks nothing; its return asks again.
+    if (!tl.id || document.hidden) return;
     if (tl.inflight) {
       tl.again = true;
       return;
@@ -1143,7 +1329,7 @@
     })), { label: 'Disposal charged by month', empty: 'Nothing charged yet.', emptyH: 5 * 30 + 4, labelW: 110, valueW: 72 });
   }
 
-  async function pollStats() {
+  async function readStats() {
     try {
       const { data } = await api('/stats');
       const json = JSON.stringify(data);
@@ -1157,8 +1343,8 @@
       setText($('stats-note'), e.message);
       $('stats-note').classList.add('err');
     }
-    setTimeout(pollStats, 3000);
   }
+  const stats = poller(readStats, 3000);
 
   // Charts are drawn at their box's width: again when it changes (a resize, a scrollbar).
   let chartWidth = 0;
@@ -1240,7 +1426,7 @@
     cmpNode.setAttribute('data-state', 'loaded');
   }
 
-  async function pollCompare() {
+  async function readCompare() {
     try {
       const { data } = await api('/compare');
       const key = JSON.stringify(data);
@@ -1252,8 +1438,8 @@
       if (e.status === 404) renderCompareEmpty();
       else if (cmpNode.getAttribute('data-state') !== 'loaded') renderCompareEmpty(e.message);
     }
-    setTimeout(pollCompare, 10000);
   }
+  const compare = poller(readCompare, 10000);
 
   // ---------------------------------------------------------------- start
 
@@ -1264,6 +1450,6 @@
   connect();
   startPolling();
   newSample();
-  pollStats();
-  pollCompare();
+  stats.now();
+  compare.now();
 })();
