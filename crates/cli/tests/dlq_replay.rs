@@ -175,6 +175,17 @@ async fn scenario(url: &str, data: &Path) {
         .iter()
         .all(|r| r.headers.iter().all(|(k, _)| !k.starts_with("dlt_"))));
 
+    // `dlq list` says which were put back: Sales' two, no other team's.
+    let (ok, stdout, stderr) = returns(url, data, &["dlq", "list", "--json"]);
+    assert!(ok, "{stderr}");
+    let listed: Value = serde_json::from_str(&stdout).unwrap();
+    for letter in listed.as_array().unwrap() {
+        let sales = letter["topic"] == dead_letters_of(TeamName::Sales).as_str();
+        assert_eq!(letter["replayed"], sales, "{letter}");
+    }
+    let (ok, table, _) = returns(url, data, &["dlq", "list", "--team", "sales"]);
+    assert!(ok && table.contains("2 of them put back"), "{table}");
+
     // Every team still cannot read them: each dead-letters both again, once, under their ids.
     run_teams(&log, data, 4).await;
     for team in TeamName::EVERY {

@@ -39,6 +39,10 @@ pub enum Command {
 #[derive(Serialize)]
 struct DeadLetter {
     topic: String,
+    partition: u32,
+    offset: u64,
+    /// `returns dlq replay` has put it back on `returnOrders` (its replay group is past it).
+    replayed: bool,
     group: String,
     original_topic: String,
     original_partition: String,
@@ -63,6 +67,9 @@ impl DeadLetter {
         }
         DeadLetter {
             topic: r.topic.clone(),
+            partition: r.partition,
+            offset: r.offset,
+            replayed: false,
             group: h("dlt_group"),
             original_topic: h("dlt_original_topic"),
             original_partition: h("dlt_original_partition"),
@@ -167,8 +174,25 @@ async fn list(global: &Global, team: Option<String>, json: bool) -> anyhow::Resu
         if !topic.ends_with(".dlt") || wanted.as_ref().is_some_and(|w| *w != topic) {
             continue;
         }
-        log.for_each_record(&topic, &mut |r| letters.push(DeadLetter::from_record(&r)))
-            .await?;
+        // What its replay group has read was put back (a topic of no team of ours has none).
+        let put_back = match TeamName::EVERY
+            .into_iter()
+            .find(|t| dead_letters::team_dead_letters(*t) == topic)
+        {
+            Some(team) => {
+                log.committed(&dead_letters::replay_group(team), &topic)
+                    .await?
+            }
+            None => Vec::new(),
+        };
+        log.for_each_record(&topic, &mut |r| {
+            let mut letter = DeadLetter::from_record(&r);
+            letter.replayed = put_back
+                .get(r.partition as usize)
+                .is_some_and(|&next| r.offset < next);
+            letters.push(letter);
+        })
+        .await?;
     }
     if json {
         println!("{}", serde_json::to_string_pretty(&letters)?);
@@ -181,7 +205,7 @@ async fn list(global: &Global, team: Option<String>, json: bool) -> anyhow::Resu
     let mut table = Table::new();
     table
         .load_preset(UTF8_FULL_CONDENSED)
-        .set_header(vec!["group", "from", "error", "payload"]);
+        .set_header(vec!["group", "from", "error", "put back", "payload"]);
     for d in &letters {
         table.add_row(vec![
             d.group.clone(),
@@ -190,10 +214,15 @@ async fn list(global: &Global, team: Option<String>, json: bool) -> anyhow::Resu
                 d.original_topic, d.original_partition, d.original_offset
             ),
             format!("{}: {}", d.error_kind, d.error),
+            if d.replayed { "yes" } else { "" }.to_string(),
             d.payload.clone(),
         ]);
     }
     println!("{table}");
-    println!("{} dead letter(s)", letters.len());
+    let replayed = letters.iter().filter(|d| d.replayed).count();
+    println!(
+        "{} dead letter(s), {replayed} of them put back by `returns dlq replay`",
+        letters.len()
+    );
     Ok(())
 }
