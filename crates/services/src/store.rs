@@ -139,6 +139,22 @@ pub(crate) fn store_error<'p>(
 }
 
 pub(crate) fn connect(team: &'static str, path: &Path) -> Result<Connection, ServiceError> {
+    // Connections opening a new file at once can get SQLITE_BUSY at once, without the busy
+    // handler (switching to WAL, or its first recovery): try again for a while.
+    let mut backoff = Duration::from_millis(5);
+    let started = std::time::Instant::now();
+    loop {
+        match try_connect(team, path) {
+            Err(e) if e.is_transient() && started.elapsed() < Duration::from_secs(10) => {
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_millis(200));
+            }
+            other => return other,
+        }
+    }
+}
+
+fn try_connect(team: &'static str, path: &Path) -> Result<Connection, ServiceError> {
     let err = store_error(team, path);
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|source| ServiceError::DataDir {
@@ -146,7 +162,7 @@ pub(crate) fn connect(team: &'static str, path: &Path) -> Result<Connection, Ser
             source,
         })?;
     }
-    let conn = Connection::open(path).map_err(err)?;
+    let mut conn = Connection::open(path).map_err(err)?;
     conn.busy_timeout(Duration::from_secs(10)).map_err(err)?;
     conn.pragma_update(None, "journal_mode", "WAL")
         .map_err(err)?;
@@ -163,7 +179,13 @@ pub(crate) fn connect(team: &'static str, path: &Path) -> Result<Connection, Ser
         .map_err(err)?;
     conn.pragma_update(None, "cache_size", -8_192)
         .map_err(err)?;
-    conn.execute_batch(
+    // The layout is made and brought up to date in one IMMEDIATE transaction: a team's
+    // service and its relay open the same new file at the same moment, and each would
+    // otherwise see a column missing and both add it ("duplicate column name").
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(err)?;
+    tx.execute_batch(
         "CREATE TABLE IF NOT EXISTS processed (
              event_id  TEXT PRIMARY KEY,
              return_id TEXT,
@@ -197,8 +219,9 @@ pub(crate) fn connect(team: &'static str, path: &Path) -> Result<Connection, Ser
          );",
     )
     .map_err(err)?;
-    outbox_seq_never_reused(&conn).map_err(err)?;
-    processed_names_the_copy_dead_lettered(&conn).map_err(err)?;
+    outbox_seq_never_reused(&tx).map_err(err)?;
+    processed_names_the_copy_dead_lettered(&tx).map_err(err)?;
+    tx.commit().map_err(err)?;
     Ok(conn)
 }
 
@@ -220,7 +243,8 @@ fn processed_names_the_copy_dead_lettered(conn: &Connection) -> rusqlite::Result
 /// The outbox's `seq` must never be handed out twice (AUTOINCREMENT). A relay clears "every row
 /// up to the last one it sent"; if an emptied outbox gave its old numbers to new rows, a relay
 /// still holding an older number (a second process of the team, or a relay finishing after a
-/// crash) would delete rows nobody sent. Stores made before this rule get their outbox rebuilt.
+/// crash) would delete rows nobody sent. Stores made before this rule get their outbox rebuilt
+/// (inside the caller's transaction).
 fn outbox_seq_never_reused(conn: &Connection) -> rusqlite::Result<()> {
     let sql: String = conn.query_row(
         "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'outbox'",
@@ -231,8 +255,7 @@ fn outbox_seq_never_reused(conn: &Connection) -> rusqlite::Result<()> {
         return Ok(());
     }
     conn.execute_batch(
-        "BEGIN IMMEDIATE;
-         CREATE TABLE outbox_new (
+        "CREATE TABLE outbox_new (
              seq     INTEGER PRIMARY KEY AUTOINCREMENT,
              topic   TEXT NOT NULL,
              key     TEXT NOT NULL,
@@ -241,8 +264,7 @@ fn outbox_seq_never_reused(conn: &Connection) -> rusqlite::Result<()> {
          );
          INSERT INTO outbox_new SELECT seq, topic, key, headers, payload FROM outbox;
          DROP TABLE outbox;
-         ALTER TABLE outbox_new RENAME TO outbox;
-         COMMIT;",
+         ALTER TABLE outbox_new RENAME TO outbox;",
     )
 }
 
@@ -644,6 +666,30 @@ impl<T: Team> BatchWriter<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A team's service and its relay open a new store at the same moment: the layout is made
+    /// once, and neither fails on the other's half-made columns.
+    #[test]
+    fn connections_opening_a_new_store_at_once_all_succeed() {
+        for round in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("sales.db");
+            let start = std::sync::Arc::new(std::sync::Barrier::new(6));
+            let opened: Vec<_> = (0..6)
+                .map(|_| {
+                    let (path, start) = (path.clone(), std::sync::Arc::clone(&start));
+                    std::thread::spawn(move || {
+                        start.wait();
+                        connect("sales", &path).map(|_| ())
+                    })
+                })
+                .collect();
+            for handle in opened {
+                let result = handle.join().unwrap();
+                assert!(result.is_ok(), "round {round}: {result:?}");
+            }
+        }
+    }
 
     /// A direct call finds its decision through the partial index, not by scanning every
     /// effect the team ever made.
