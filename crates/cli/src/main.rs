@@ -57,7 +57,29 @@ enum Command {
     },
 }
 
+/// What a shell reports for a process killed by SIGPIPE (128 + 13).
+const BROKEN_PIPE_EXIT: i32 = 141;
+
+/// `returns ... | head`: when the reader goes, `println!` panics on the broken pipe. Like any
+/// command-line tool, end quietly with the shell's SIGPIPE status instead of a panic message.
+fn quiet_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(BROKEN_PIPE_EXIT);
+        }
+        default(info);
+    }));
+}
+
 fn main() -> std::process::ExitCode {
+    quiet_on_broken_pipe();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(

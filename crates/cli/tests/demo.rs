@@ -209,3 +209,23 @@ fn a_demo_of_returns_accepted_before_ends_and_says_so() {
         "{stderr}"
     );
 }
+
+/// `returns demo | head -0`: the reader is gone before the report. The command ends quietly
+/// with the shell's SIGPIPE status (141), not with a panic message.
+#[test]
+fn a_reader_that_goes_away_ends_the_command_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_returns"))
+        .args(["demo", "--returns", "20"])
+        .env("RETURNS_DATA", dir.path().join("data"))
+        .env_remove("RETURNS_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run returns");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(141), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
