@@ -4,8 +4,9 @@
 //! - Traditional: each team serves its endpoint on 127.0.0.1 (`returns_http`); User Support
 //!   (`returns_http::orchestrator`) calls the four in turn for every return. An outage makes the
 //!   team's endpoint refuse (503).
-//! - Event-sourced: User Support appends the request to `returnOrders`; the four teams run as
-//!   consumer groups. An outage stops the team's subscriber; it starts again when the outage
+//! - Event-sourced: User Support accepts the request into its own store with its outgoing record
+//!   (the outbox, as `serve` and `publish` do) and is done; its relay publishes to
+//!   `returnOrders`, and the four teams run as consumer groups. An outage stops the team's subscriber; it starts again when the outage
 //!   ends and reads from its committed position.
 //!
 //! Both models get their own stores (`<data>/compare/<run>/{traditional,event-sourced}`), so
@@ -15,13 +16,14 @@ mod chart;
 mod report;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use returns_domain::Generator;
 use returns_eventlog::{team_group, EventLog, RETURN_ORDERS};
 use returns_http::orchestrator::{CallPolicy, Orchestrator, Submission};
+use returns_services::intake::USER_SUPPORT;
 use returns_services::{
     spawn_team_scheduled, FaultPlan, Publisher, RunClock, TeamMetrics, TeamName,
 };
@@ -206,9 +208,24 @@ impl Runner<'_> {
         }
         let orchestrator = Orchestrator::new(endpoints, CallPolicy::default());
 
-        // Event-sourced: a supervisor per team starts and stops its subscriber.
-        let publisher = Publisher::new(Arc::clone(&self.log));
-        publisher.records_on_topic().await?;
+        // Event-sourced: User Support accepts into its own store, and its relay publishes; a
+        // supervisor per team starts and stops its subscriber.
+        Publisher::new(Arc::clone(&self.log))
+            .records_on_topic()
+            .await?;
+        let intake = returns_http::Intake::open(&self.es_dir)
+            .context("cannot open the event-sourced User Support's store")?;
+        let relay = intake
+            .store()
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .relay(
+                Arc::clone(&self.log),
+                intake.wake(),
+                Arc::new(TeamMetrics::new(USER_SUPPORT)),
+            )?;
+        let stop_relay = CancellationToken::new();
+        let relaying = tokio::spawn(relay.run(stop_relay.clone()));
         let supervisors: Vec<JoinHandle<anyhow::Result<()>>> = TeamName::ALL
             .into_iter()
             .map(|team| {
@@ -246,12 +263,24 @@ impl Runner<'_> {
                     accepted: s.is_complete(),
                 }
             }));
-            let p = publisher.clone();
+            let (store, wake) = (intake.store(), intake.wake());
             es_tasks.push(tokio::spawn(async move {
                 let t = Instant::now();
-                let accepted = p.publish(std::slice::from_ref(&request)).await.is_ok();
+                let return_id = request.return_id.to_string();
+                let accepted = tokio::task::spawn_blocking(move || {
+                    store
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .accept(std::slice::from_ref(&request))
+                        .is_ok()
+                })
+                .await
+                .unwrap_or(false);
+                if accepted {
+                    wake.notify_one();
+                }
                 Submitted {
-                    return_id: request.return_id.to_string(),
+                    return_id,
                     submitted_at,
                     latency: t.elapsed(),
                     accepted,
@@ -270,12 +299,22 @@ impl Runner<'_> {
             if self.interrupted.is_cancelled() || Instant::now() > deadline {
                 break;
             }
-            if clock.elapsed() >= faults_end && self.total_lag().await? == 0 {
+            let sent = intake
+                .store()
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .nothing_waiting()?;
+            if clock.elapsed() >= faults_end && sent && self.total_lag().await? == 0 {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         stop.cancel();
+        stop_relay.cancel();
+        relaying
+            .await
+            .context("User Support's relay panicked")?
+            .context("User Support's relay failed")?;
         for s in supervisors {
             s.await.context("a team supervisor panicked")??;
         }
