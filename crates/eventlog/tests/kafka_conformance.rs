@@ -106,3 +106,64 @@ async fn a_rebalance_drops_nothing_and_keeps_what_was_committed() {
         log.end_offsets(&topic).await.unwrap()
     );
 }
+
+/// Kafka-only: retention deleted the start of a partition. A read from before the first record
+/// still held starts at that record, as on the embedded log, instead of jumping to the end
+/// (what a fetch below the log start does by default).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(kafka_broker),
+    ignore = "needs a Kafka broker: run `bash scripts/test.sh`, or set RETURNS_KAFKA_BOOTSTRAP"
+)]
+async fn a_read_from_below_the_first_record_still_held_starts_there() {
+    use rdkafka::admin::{AdminClient, AdminOptions};
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+    use returns_eventlog::conformance::unique;
+    use returns_eventlog::OutRecord;
+
+    let bootstrap = std::env::var("RETURNS_KAFKA_BOOTSTRAP").expect("RETURNS_KAFKA_BOOTSTRAP");
+    let mut config = KafkaConfig::new(bootstrap.clone());
+    config.partitions = 1;
+    let log = KafkaLog::open(config).await.unwrap();
+    let topic = unique("retention");
+    let records: Vec<OutRecord> = (0..20)
+        .map(|i| OutRecord {
+            key: format!("k{i}"),
+            headers: vec![],
+            payload: i.to_string().into_bytes(),
+        })
+        .collect();
+    log.append(&topic, records).await.unwrap();
+
+    // What retention does: everything below offset 10 goes.
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .unwrap();
+    let mut below = TopicPartitionList::new();
+    below
+        .add_partition_offset(&topic, 0, Offset::Offset(10))
+        .unwrap();
+    admin
+        .delete_records(&below, &AdminOptions::new())
+        .await
+        .unwrap();
+
+    let offsets = |records: Vec<returns_eventlog::Record>| -> Vec<u64> {
+        records.iter().map(|r| r.offset).collect()
+    };
+    assert_eq!(
+        offsets(log.read(&topic, 0, 5, 10).await.unwrap()),
+        (10..15).collect::<Vec<_>>(),
+        "from 5, ten places: what is left of them"
+    );
+    assert_eq!(
+        offsets(log.read(&topic, 0, 0, 100).await.unwrap()),
+        (10..20).collect::<Vec<_>>()
+    );
+    assert!(
+        log.read(&topic, 0, 0, 5).await.unwrap().is_empty(),
+        "all deleted"
+    );
+}

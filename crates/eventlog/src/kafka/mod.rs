@@ -370,11 +370,17 @@ impl Shared {
         }
         let name = self.config.qualify(topic);
         let reader = self.reader.lock().expect("reader lock");
-        let (_, high) = reader
+        let (low, high) = reader
             .fetch_watermarks(&name, partition as i32, REQUEST_TIMEOUT)
             .map_err(kafka_err("end offsets"))?;
+        // Below the first record the log still holds (retention deleted the rest), a fetch
+        // would jump to the end: start at the first one, as the embedded log does.
+        let start = offset.max(low.max(0) as u64);
         let end = (high.max(0) as u64).min(offset.saturating_add(max as u64));
-        let ranges = HashMap::from([(partition as i32, (offset, end))]);
+        if start >= end {
+            return Ok(());
+        }
+        let ranges = HashMap::from([(partition as i32, (start, end))]);
         read_ranges(&reader, topic, &name, ranges, sink)
     }
 
