@@ -77,15 +77,16 @@
     if (node.textContent !== v) node.textContent = v;
   }
 
-  // run() now and then every `ms` after it finished, but not while the tab is hidden: a hidden
-  // tab asks nothing; now() (on its return) starts it again.
+  // run() now and then every `ms` after it finished, but not while the tab is hidden or the
+  // server waits for its token: a hidden tab asks nothing; now() (on its return, or once the
+  // token is entered) starts it again.
   function poller(run, ms) {
     let timer = null;
     let busy = false;
     let again = false; // now() while a run was on its way: another one right after it
     const tick = async () => {
       timer = null;
-      if (document.hidden) return;
+      if (document.hidden || authBlocked) return;
       if (busy) {
         again = true;
         return;
@@ -96,7 +97,7 @@
       } finally {
         busy = false;
       }
-      if (!timer && !document.hidden) timer = setTimeout(tick, again ? 0 : ms);
+      if (!timer && !document.hidden && !authBlocked) timer = setTimeout(tick, again ? 0 : ms);
       again = false;
     };
     return {
@@ -218,8 +219,10 @@
   // ---------------------------------------------------------------- token
 
   // A server given a token wants it for reads as well as writes. fetch sends it as a header;
-  // EventSource cannot, so the page also keeps it in a cookie the server accepts instead.
-  const COOKIE = 'returns_token';
+  // EventSource cannot, so the page also keeps it in a cookie the server accepts instead. The
+  // cookie is named after the port: cookies are not kept apart by port, and two servers on one
+  // host must not overwrite each other's (the server takes any `returns_token*` that matches).
+  const COOKIE = `returns_token_${location.port || (location.protocol === 'https:' ? '443' : '80')}`;
   function setCookie(t) {
     document.cookie = t
       ? `${COOKIE}=${encodeURIComponent(t)}; path=/; SameSite=Strict`
@@ -942,6 +945,8 @@
       source = null;
     }
     if (document.hidden) return;
+    // Set again before each stream: another tab of this server may have cleared it.
+    if (token()) setCookie(token());
     if (!('EventSource' in window)) {
       startPolling();
       return;

@@ -163,12 +163,12 @@ async fn check(State(token): State<Token>, request: Request, next: Next) -> Resp
         .and_then(|v| v.to_str().ok())
         .and_then(bearer_token)
         .map(|t| t.trim().to_string());
-    let cookie = headers
+    let cookies = headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .find_map(cookie_token);
-    let presented = bearer.into_iter().chain(cookie);
+        .flat_map(cookie_tokens);
+    let presented = bearer.into_iter().chain(cookies);
     let mut matched = false;
     for presented in presented {
         matched |= token.matches(&presented);
@@ -180,11 +180,18 @@ async fn check(State(token): State<Token>, request: Request, next: Next) -> Resp
     }
 }
 
-/// The token in a `Cookie` header's [`TOKEN_COOKIE`], percent-decoded.
-fn cookie_token(header: &str) -> Option<String> {
-    header.split(';').find_map(|pair| {
+/// Every token in a `Cookie` header: the values of [`TOKEN_COOKIE`] and of
+/// `returns_token_<anything>` (the dashboard names its cookie after its port), percent-decoded.
+/// All are tried: a cookie of another server on the same host, or of a parent domain, may come
+/// first.
+fn cookie_tokens(header: &str) -> impl Iterator<Item = String> + '_ {
+    header.split(';').filter_map(|pair| {
         let (name, value) = pair.trim().split_once('=')?;
-        (name == TOKEN_COOKIE).then(|| {
+        let ours = name == TOKEN_COOKIE
+            || name
+                .strip_prefix(TOKEN_COOKIE)
+                .is_some_and(|rest| rest.starts_with('_'));
+        ours.then(|| {
             percent_encoding::percent_decode_str(value.trim_matches('"'))
                 .decode_utf8_lossy()
                 .into_owned()
@@ -193,8 +200,9 @@ fn cookie_token(header: &str) -> Option<String> {
 }
 
 /// `router`, answering 403 `cross_origin` to a write a browser sent from a page of another
-/// origin: its `Sec-Fetch-Site` says `cross-site` or `same-site`, or its `Origin` names another
-/// host and port than its `Host`. Calls from scripts and tools (no such headers) pass.
+/// origin: its `Sec-Fetch-Site` says anything but `same-origin` or `none`, or, without that
+/// header, its `Origin` names another host and port than its `Host`. Calls from scripts and
+/// tools (no such headers) pass.
 pub fn refuse_cross_site_writes(router: Router) -> Router {
     router.layer(middleware::from_fn(same_origin))
 }
@@ -209,23 +217,68 @@ async fn same_origin(request: Request, next: Next) -> Response {
     let headers = request.headers();
     let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let origin = text("origin");
-    let foreign_fetch = matches!(text("sec-fetch-site"), Some("cross-site" | "same-site"));
-    let foreign_origin = match (origin, text("host")) {
+    // A browser that says where the request comes from is believed: behind a proxy that
+    // rewrites `Host`, the dashboard's own writes would not match it. Only without that header
+    // is `Origin` compared with `Host`.
+    let foreign = match (text("sec-fetch-site"), origin, text("host")) {
+        (Some(site), _, _) => !matches!(site, "same-origin" | "none"),
         // `null` is what a sandboxed or file page sends.
-        (Some(origin), Some(host)) => {
+        (None, Some(origin), Some(host)) => {
             origin == "null"
                 || origin
                     .split_once("://")
                     .is_none_or(|(_, authority)| !authority.eq_ignore_ascii_case(host))
         }
-        (Some(_), None) => true,
-        (None, _) => false,
+        (None, Some(_), None) => true,
+        (None, None, _) => false,
     };
-    if foreign_fetch || foreign_origin {
+    if foreign {
         return HttpError::CrossOrigin(origin.unwrap_or("").chars().take(100).collect())
             .into_response();
     }
     next.run(request).await
+}
+
+/// `router`, for a server without a token (it listens on loopback only): answering 403
+/// `foreign_host` to a request whose `Host` is not a loopback name. A DNS-rebinding page
+/// reaches a loopback server under its own host name, with its own origin, and would
+/// otherwise read every return and take teams offline. Requests without `Host` pass.
+pub fn require_loopback_host(router: Router) -> Router {
+    router.layer(middleware::from_fn(loopback_host))
+}
+
+async fn loopback_host(request: Request, next: Next) -> Response {
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .map(|v| v.to_str().unwrap_or("?"));
+    match host {
+        Some(host) if !is_loopback_host(host) => {
+            HttpError::ForeignHost(host.chars().take(100).collect()).into_response()
+        }
+        _ => next.run(request).await,
+    }
+}
+
+/// `localhost`, `*.localhost`, an IPv4 address in 127.0.0.0/8 or `[::1]`, with or without a
+/// port.
+fn is_loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(name, port)| {
+            if port.bytes().all(|b| b.is_ascii_digit()) {
+                name
+            } else {
+                host
+            }
+        }),
+    };
+    let name = name.to_ascii_lowercase();
+    name == "localhost"
+        || name.ends_with(".localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.to_canonical().is_loopback())
 }
 
 /// The token of an `Authorization: Bearer <token>` value. The scheme is case-insensitive
@@ -254,17 +307,37 @@ mod tests {
     }
 
     #[test]
-    fn the_cookie_is_found_among_others_and_percent_decoded() {
+    fn every_token_cookie_is_found_among_others_and_percent_decoded() {
+        let all = |header| cookie_tokens(header).collect::<Vec<_>>();
+        assert_eq!(all("a=1; returns_token=ab%3Bcd%25ef; b=2"), ["ab;cd%ef"]);
+        assert_eq!(all("returns_token=\"quoted\""), ["quoted"]);
         assert_eq!(
-            cookie_token("a=1; returns_token=ab%3Bcd%25ef; b=2").as_deref(),
-            Some("ab;cd%ef")
+            all("returns_token_8080=one; returns_token_9090=two; returns_token=three"),
+            ["one", "two", "three"]
         );
-        assert_eq!(
-            cookie_token("returns_token=\"quoted\"").as_deref(),
-            Some("quoted")
-        );
-        assert_eq!(cookie_token("other=returns_token"), None);
-        assert_eq!(cookie_token("xreturns_token=1"), None);
+        assert!(all("other=returns_token").is_empty());
+        assert!(all("xreturns_token=1; returns_tokens=2").is_empty());
+    }
+
+    #[test]
+    fn only_loopback_host_names_are_loopback() {
+        for (host, loopback) in [
+            ("127.0.0.1:8080", true),
+            ("127.1.2.3", true),
+            ("localhost:8080", true),
+            ("LOCALHOST", true),
+            ("app.localhost:1", true),
+            ("[::1]:8080", true),
+            ("[::1]", true),
+            ("evil.example:8080", false),
+            ("127.0.0.1.evil.example", false),
+            ("localhost.evil.example:80", false),
+            ("10.0.0.1:8080", false),
+            ("[::2]:80", false),
+            ("", false),
+        ] {
+            assert_eq!(is_loopback_host(host), loopback, "{host}");
+        }
     }
 
     #[test]

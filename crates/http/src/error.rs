@@ -60,6 +60,10 @@ pub enum HttpError {
     /// repeated.
     #[error("this server answers only with its token: `Authorization: Bearer <token>`, or the cookie `returns_token` (the dashboard asks for it)")]
     Unauthorized,
+    /// A request to a server without a token (on loopback) naming another host than a
+    /// loopback one: what a DNS-rebinding page sends.
+    #[error("this server has no token, so it answers only to a loopback host name, not to {0:?} (hint: open it as http://127.0.0.1:PORT, or give it a token)")]
+    ForeignHost(String),
     /// A write sent by a page of another origin (a cross-site form or script).
     #[error("writes from a page of another origin are refused (Origin {0:?})")]
     CrossOrigin(String),
@@ -103,6 +107,7 @@ impl HttpError {
             HttpError::MethodNotAllowed { .. } => "method_not_allowed",
             HttpError::Unauthorized => "unauthorized",
             HttpError::CrossOrigin(_) => "cross_origin",
+            HttpError::ForeignHost(_) => "foreign_host",
         }
     }
 
@@ -122,7 +127,7 @@ impl HttpError {
             HttpError::NotFound(_) => StatusCode::NOT_FOUND,
             HttpError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             HttpError::Unauthorized => StatusCode::UNAUTHORIZED,
-            HttpError::CrossOrigin(_) => StatusCode::FORBIDDEN,
+            HttpError::CrossOrigin(_) | HttpError::ForeignHost(_) => StatusCode::FORBIDDEN,
         }
     }
 

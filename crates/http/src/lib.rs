@@ -76,7 +76,10 @@ pub mod orchestrator;
 mod team;
 
 pub use api::{api_routes, Api, ROUTES};
-pub use auth::{listen, needs_token, refuse_cross_site_writes, require_token, ListenError, Token};
+pub use auth::{
+    listen, needs_token, refuse_cross_site_writes, require_loopback_host, require_token,
+    ListenError, Token,
+};
 pub use dashboard::dashboard_routes;
 pub use error::{ErrorBody, ErrorDetail, HttpError};
 pub use intake::{intake_router, intake_routes, Accepted, Intake, RETURNS_PATH};

@@ -314,7 +314,7 @@ async fn writes_from_another_origin_are_refused() {
         }
         request.body(Body::from(body(i))).unwrap()
     };
-    for (headers, expected) in [
+    for (case, (headers, expected)) in [
         (
             vec![
                 ("host", "127.0.0.1:8080"),
@@ -345,10 +345,31 @@ async fn writes_from_another_origin_are_refused() {
             ],
             StatusCode::ACCEPTED,
         ),
+        // Behind a proxy that rewrites Host: the browser's word counts.
+        (
+            vec![
+                ("host", "127.0.0.1:8080"),
+                ("origin", "https://returns.example.com"),
+                ("sec-fetch-site", "same-origin"),
+            ],
+            StatusCode::ACCEPTED,
+        ),
+        (
+            vec![
+                ("host", "127.0.0.1:8080"),
+                ("origin", "http://127.0.0.1:8080"),
+                ("sec-fetch-site", "same-site"),
+            ],
+            StatusCode::FORBIDDEN,
+        ),
         (vec![], StatusCode::ACCEPTED),
-    ] {
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        // Each accepted write is a new return; a refused one would be the same one each time.
         let i = if expected == StatusCode::ACCEPTED {
-            headers.len() as u64
+            case as u64
         } else {
             100
         };
@@ -364,7 +385,37 @@ async fn writes_from_another_origin_are_refused() {
     }
     assert_eq!(
         outbox(&dir).len(),
-        2,
-        "only the two same-origin writes were accepted"
+        3,
+        "only the three same-origin writes were accepted"
     );
+}
+
+/// Without a token (loopback), a request naming a host that is not loopback is refused: what a
+/// DNS-rebinding page sends, reads included.
+#[tokio::test]
+async fn without_a_token_only_loopback_host_names_are_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = returns_http::require_loopback_host(intake_router(Intake::open(dir.path()).unwrap()));
+    for (host, expected) in [
+        ("evil.example:8080", StatusCode::FORBIDDEN),
+        ("127.0.0.1.evil.example", StatusCode::FORBIDDEN),
+        ("127.0.0.1:8080", StatusCode::NOT_FOUND),
+        ("localhost:8080", StatusCode::NOT_FOUND),
+        ("[::1]:8080", StatusCode::NOT_FOUND),
+    ] {
+        let request = Request::builder()
+            .uri("/returns/anything")
+            .header(header::HOST, host)
+            .body(Body::empty())
+            .unwrap();
+        let answer = app.clone().oneshot(request).await.unwrap();
+        assert_eq!(answer.status(), expected, "{host}");
+        if expected == StatusCode::FORBIDDEN {
+            let bytes = axum::body::to_bytes(answer.into_body(), 1 << 16)
+                .await
+                .unwrap();
+            let reply: Value = serde_json::from_slice(&bytes).unwrap();
+            assert_eq!(reply["error"]["kind"], "foreign_host", "{reply}");
+        }
+    }
 }

@@ -39,8 +39,9 @@ pub struct Args {
     /// Address to listen on (IP:PORT or HOST:PORT). Anything but loopback needs a token.
     #[arg(long, env = "RETURNS_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: String,
-    /// The token writes need (`Authorization: Bearer <token>`), at least 16 characters. Prefer
-    /// the environment or --token-file: other users can read a command line.
+    /// The token every call but the dashboard's page and /healthz needs (`Authorization: Bearer
+    /// <token>`, or the dashboard's cookie), at least 16 characters. Prefer the environment or
+    /// --token-file: other users can read a command line.
     #[arg(long, env = "RETURNS_TOKEN", hide_env_values = true)]
     pub token: Option<Secret>,
     /// A file holding the token (surrounding whitespace is ignored).
@@ -124,8 +125,10 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
             .merge(dashboard_routes()),
     );
     let guarded = token.is_some();
-    if let Some(token) = token {
-        app = require_token(app, token);
+    match token {
+        Some(token) => app = require_token(app, token),
+        // Loopback without a token: only to a loopback host name (no DNS rebinding).
+        None => app = returns_http::require_loopback_host(app),
     }
     // Loopback too: a page of another origin must not post to it (no token there to stop it).
     let app = returns_http::refuse_cross_site_writes(app);
@@ -137,7 +140,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
          /teams /stats /metrics /healthz /events; log {described}; stores in {}",
         returns_http::RETURNS_PATH,
         if guarded {
-            "writes need the token"
+            "calls need the token"
         } else {
             "loopback: no token"
         },
