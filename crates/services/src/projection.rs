@@ -900,13 +900,22 @@ impl<P: Projection> ProjectionRunner<P> {
 
     async fn follow(&self, shutdown: &CancellationToken) -> Result<(), ServiceError> {
         let patience = Patience::UntilShutdown(shutdown.clone());
+        // Before joining the group: a long completion inside it would outlast the group's
+        // patience with a member that does not poll (Kafka's max.poll.interval.ms).
+        if P::LOCATES {
+            let dir = self.data_dir.clone();
+            let store = tokio::task::spawn_blocking(move || ViewStore::<P>::open(&dir))
+                .await
+                .map_err(|_| ServiceError::Task(P::NAME))??;
+            self.backfill_located(store, &patience, shutdown).await?;
+            if shutdown.is_cancelled() {
+                return Ok(());
+            }
+        }
         let (mut store, mut sub, mut standing, mut report) = self.begin(&patience).await?;
         store = self
             .fill_behind_group(store, &mut standing, false, &patience, &mut report)
             .await?;
-        if P::LOCATES {
-            store = self.backfill_located(store, &patience, shutdown).await?;
-        }
         tracing::info!(view = P::NAME, group = P::GROUP, "following its topics");
         loop {
             let records = tokio::select! {

@@ -16,7 +16,7 @@ use time::OffsetDateTime;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::{spawn_team, ServiceError, TeamMetrics, TeamName};
+use crate::{spawn_team_scheduled, ServiceError, TeamFaultState, TeamMetrics, TeamName};
 
 type Task = JoinHandle<Result<(), ServiceError>>;
 
@@ -33,6 +33,8 @@ pub struct Supervisor {
 
 struct Slot {
     metrics: Arc<TeamMetrics>,
+    /// Injected slowness and errors (tests); none in `serve`.
+    faults: TeamFaultState,
     /// The service's stop token and task while it runs.
     running: Option<(CancellationToken, Task)>,
     /// When it was last taken offline or brought back (never: `None`).
@@ -61,14 +63,30 @@ impl Supervisor {
         data_dir: PathBuf,
         teams: impl IntoIterator<Item = (TeamName, Arc<TeamMetrics>)>,
     ) -> Supervisor {
+        Self::start_with_faults(
+            log,
+            data_dir,
+            teams
+                .into_iter()
+                .map(|(team, metrics)| (team, metrics, TeamFaultState::none())),
+        )
+    }
+
+    /// [`Supervisor::start`], each team slowed down and failing as its schedule says.
+    pub fn start_with_faults(
+        log: Arc<dyn EventLog>,
+        data_dir: PathBuf,
+        teams: impl IntoIterator<Item = (TeamName, Arc<TeamMetrics>, TeamFaultState)>,
+    ) -> Supervisor {
         let slots = teams
             .into_iter()
-            .map(|(team, metrics)| {
-                let running = Some(spawn(&log, &data_dir, team, &metrics));
+            .map(|(team, metrics, faults)| {
+                let running = Some(spawn(&log, &data_dir, team, &metrics, &faults));
                 (
                     team,
                     Slot {
                         metrics,
+                        faults,
                         running,
                         changed_at: None,
                     },
@@ -114,7 +132,13 @@ impl Supervisor {
                     Some(task)
                 }
                 None => {
-                    slot.running = Some(spawn(&self.log, &self.data_dir, team, &slot.metrics));
+                    slot.running = Some(spawn(
+                        &self.log,
+                        &self.data_dir,
+                        team,
+                        &slot.metrics,
+                        &slot.faults,
+                    ));
                     tracing::info!(team = %team, "brought back online; catching up");
                     None
                 }
@@ -192,13 +216,15 @@ fn spawn(
     data_dir: &std::path::Path,
     team: TeamName,
     metrics: &Arc<TeamMetrics>,
+    faults: &TeamFaultState,
 ) -> (CancellationToken, Task) {
     let stop = CancellationToken::new();
-    let task = spawn_team(
+    let task = spawn_team_scheduled(
         team,
         Arc::clone(log),
         data_dir.to_path_buf(),
         Arc::clone(metrics),
+        faults.clone(),
         stop.clone(),
     );
     (stop, task)
@@ -303,24 +329,27 @@ mod tests {
         let log = returns_eventlog::open(&url).await.unwrap();
         let publisher = crate::Publisher::new(Arc::clone(&log));
         let generator = Generator::new(8);
+        // Every batch takes at least 400 ms: a stop asked for during one waits that long.
+        let mut plan = crate::FaultPlan::default();
+        plan.add_latency("sales=400").unwrap();
+        let faults = plan.for_team(TeamName::Sales, &crate::RunClock::start(), 1);
         let metrics = Arc::new(TeamMetrics::new(TeamName::Sales.as_str()));
-        let supervisor = Supervisor::start(
+        let supervisor = Supervisor::start_with_faults(
             Arc::clone(&log),
             dir.path().to_path_buf(),
-            [(TeamName::Sales, Arc::clone(&metrics))],
+            [(TeamName::Sales, Arc::clone(&metrics), faults)],
         );
-        // How long a batch of 3,000 takes here; then one more, and into the middle of it.
-        let started = Instant::now();
-        let first: Vec<_> = generator.requests(0..3_000).collect();
+        let first: Vec<_> = generator.requests(0..100).collect();
         publisher.publish(&first).await.unwrap();
-        wait_for("the first 3,000", async || {
-            metrics.snapshot().processed == 3_000
+        wait_for("the first batch", async || {
+            metrics.snapshot().processed == 100
         })
         .await;
-        let batch_time = started.elapsed();
-        let more: Vec<_> = generator.requests(3_000..6_000).collect();
+        let more: Vec<_> = generator.requests(100..200).collect();
         publisher.publish(&more).await.unwrap();
-        tokio::time::sleep(batch_time / 2).await;
+        // Into the second batch's 400 ms.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(metrics.snapshot().processed, 100, "still in the batch");
         // Asked offline mid-batch by a caller that does not wait for the answer (a closed
         // connection), then at once online again (another tab), then everything stopped.
         let gave_up = tokio::time::timeout(
@@ -328,13 +357,13 @@ mod tests {
             supervisor.set_online(TeamName::Sales, false),
         )
         .await;
-        assert!(gave_up.is_err(), "the stop took longer than a millisecond");
+        assert!(gave_up.is_err(), "a stop mid-batch takes the batch's time");
         supervisor.set_online(TeamName::Sales, true).await.unwrap();
         let ended = supervisor.stop().await;
         assert!(ended.iter().all(|(_, r)| r.is_ok()), "{ended:?}");
         // Nothing runs once stop returned: the count stands still.
         let at_stop = metrics.snapshot().processed;
-        tokio::time::sleep(batch_time.max(Duration::from_millis(300))).await;
+        tokio::time::sleep(Duration::from_millis(800)).await;
         assert_eq!(
             metrics.snapshot().processed,
             at_stop,

@@ -187,9 +187,11 @@ async fn list(global: &Global, team: Option<String>, json: bool) -> anyhow::Resu
         };
         log.for_each_record(&topic, &mut |r| {
             let mut letter = DeadLetter::from_record(&r);
+            // A letter naming no event is passed over by a replay, never put back.
             letter.replayed = put_back
                 .get(r.partition as usize)
-                .is_some_and(|&next| r.offset < next);
+                .is_some_and(|&next| r.offset < next)
+                && dead_letters::record_to_put_back(&r).is_some();
             letters.push(letter);
         })
         .await?;

@@ -311,10 +311,18 @@ impl Runner<'_> {
         }
         stop.cancel();
         stop_relay.cancel();
-        relaying
-            .await
-            .context("User Support's relay panicked")?
-            .context("User Support's relay failed")?;
+        // A log that refuses the records (too large, say) leaves them in the outbox: the report
+        // counts those returns as accepted and never complete, rather than being lost itself.
+        if let Err(e) = relaying.await.context("User Support's relay panicked")? {
+            let waiting = intake
+                .store()
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .waiting()?;
+            eprintln!(
+                "warning: User Support's relay stopped with {waiting} return(s) not published: {e}"
+            );
+        }
         for s in supervisors {
             s.await.context("a team supervisor panicked")??;
         }
