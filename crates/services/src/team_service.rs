@@ -100,6 +100,9 @@ pub struct TeamService<T: Team> {
     team: PhantomData<fn() -> T>,
 }
 
+/// How long a stopping team waits for its relay to empty the outbox.
+const RELAY_GRACE: Duration = Duration::from_secs(10);
+
 /// Aborts the relay task if the service dies without a clean stop (as a crash would).
 struct AbortOnDrop(tokio::task::AbortHandle);
 
@@ -239,11 +242,30 @@ impl<T: Team> TeamService<T> {
                 .handle_batch(store, sub.as_mut(), records, &wake, &shutdown)
                 .await?;
         }
+        // The relay empties the outbox before it stops, unless the log will not take it: an
+        // append to a broker that is down waits for its delivery timeout (a minute on Kafka).
+        // Its rows stay in the outbox, durable, for the next start (the teams drop a repeat by
+        // event id), so a stop does not wait for them longer than RELAY_GRACE.
         relay_stop.cancel();
-        relay_task
-            .await
-            .map_err(|_| ServiceError::Task(T::NAME))??;
-        tracing::info!(team = T::NAME, "stopped cleanly");
+        match tokio::time::timeout(RELAY_GRACE, &mut relay_task).await {
+            Ok(ended) => match ended.map_err(|_| ServiceError::Task(T::NAME))? {
+                Ok(()) => tracing::info!(team = T::NAME, "stopped cleanly"),
+                Err(e) if e.is_transient() => tracing::warn!(
+                    team = T::NAME,
+                    error = %e,
+                    "stopped; the log did not take the last outgoing events, which stay in the outbox for the next start"
+                ),
+                Err(e) => return Err(e),
+            },
+            Err(_) => {
+                relay_task.abort();
+                tracing::warn!(
+                    team = T::NAME,
+                    grace = ?RELAY_GRACE,
+                    "stopped; the log did not take the last outgoing events in time, which stay in the outbox for the next start"
+                );
+            }
+        }
         Ok(())
     }
 

@@ -135,6 +135,8 @@ struct FlakyLog {
     commits_failed: Arc<AtomicU32>,
     append_failures: u32,
     appends_failed: AtomicU32,
+    /// Appends to the teams' topics never answer (a broker gone while a send is under way).
+    appends_hang: bool,
 }
 
 fn unavailable(op: &'static str) -> LogError {
@@ -177,6 +179,9 @@ impl EventLog for FlakyLog {
         topic: &str,
         records: Vec<OutRecord>,
     ) -> Result<Vec<Position>, LogError> {
+        if topic != RETURN_ORDERS && self.appends_hang {
+            return std::future::pending().await;
+        }
         if topic != RETURN_ORDERS
             && self.appends_failed.load(Ordering::SeqCst) < self.append_failures
         {
@@ -234,6 +239,7 @@ async fn a_team_waits_out_a_log_that_fails_commits_and_appends_for_a_while() {
         commits_failed: Arc::new(AtomicU32::new(0)),
         append_failures: 4,
         appends_failed: AtomicU32::new(0),
+        appends_hang: false,
     });
     let metrics = Arc::new(TeamMetrics::new(Sales::NAME));
     let stop = CancellationToken::new();
@@ -261,4 +267,61 @@ async fn a_team_waits_out_a_log_that_fails_commits_and_appends_for_a_while() {
     let ids = common::event_ids_per_return(&events);
     assert_eq!(ids.len(), 200);
     assert!(ids.values().all(|ids| ids.len() == 1));
+}
+
+/// The log stops answering the relay's appends (a broker gone while they are under way; on
+/// Kafka they would wait a minute for their delivery timeout). Asked to stop, the team does not
+/// wait for them longer than its grace: it stops cleanly, and the events it decided stay in
+/// its outbox, then reach the log at the next start, once each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_does_not_wait_for_appends_the_log_never_answers() {
+    let env = Env::new().await;
+    env.publish(12, 0..50).await;
+    let hanging = Arc::new(FlakyLog {
+        inner: Arc::clone(&env.log),
+        commit_failures: 0,
+        commits_failed: Arc::new(AtomicU32::new(0)),
+        append_failures: 0,
+        appends_failed: AtomicU32::new(0),
+        appends_hang: true,
+    });
+    let stop = CancellationToken::new();
+    let team = tokio::spawn(
+        TeamService::<Sales>::new(Arc::clone(&hanging) as Arc<dyn EventLog>, env.data())
+            .with_config(small_batches())
+            .with_retry(quick_retries())
+            .run(stop.clone()),
+    );
+    env.wait_caught_up(Sales::NAME).await;
+    let outbox = || {
+        TeamStore::<Sales>::open(&env.data())
+            .unwrap()
+            .outbox_len()
+            .unwrap()
+    };
+    assert_eq!(outbox(), 50, "decided, not published");
+
+    let asked = std::time::Instant::now();
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(30), team)
+        .await
+        .expect("the stop waited on the hanging appends")
+        .unwrap()
+        .expect("a clean stop");
+    let took = asked.elapsed();
+    assert!(took < Duration::from_secs(15), "the stop took {took:?}");
+    assert_eq!(outbox(), 50, "kept for the next start");
+
+    // The next start, on a log that answers, publishes them once.
+    let stop = CancellationToken::new();
+    let team = tokio::spawn(
+        TeamService::<Sales>::new(Arc::clone(&env.log), env.data())
+            .with_config(small_batches())
+            .run(stop.clone()),
+    );
+    wait_relayed(&env, &team_topic(Sales::NAME), 50).await;
+    stop.cancel();
+    team.await.unwrap().expect("a clean stop");
+    assert_eq!(outbox(), 0);
+    assert_eq!(env.read_all(&team_topic(Sales::NAME)).await.len(), 50);
 }
