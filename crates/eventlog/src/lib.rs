@@ -10,7 +10,8 @@
 //! - [`wire`] is the only module that decides bytes: versioned event types, encode and decode.
 //! - Backends: [`sqlite`] (the embedded default, `sqlite://DIR/log.db`) and [`kafka`]
 //!   (`kafka://HOST:PORT`, on librdkafka).
-//! - [`conformance`] (feature `testkit`) is the test suite every backend must pass.
+//! - [`conformance`] (feature `testkit`) is the test suite every backend must pass, and
+//!   [`testkit::Wrapper`] a log that wraps another and meddles with a few calls.
 
 pub mod envelope;
 mod error;
@@ -23,6 +24,8 @@ pub mod wire;
 
 #[cfg(feature = "testkit")]
 pub mod conformance;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 
 pub use error::LogError;
 pub use log::{EventLog, Subscription};

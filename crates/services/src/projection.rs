@@ -1621,6 +1621,7 @@ mod tests {
 
     use async_trait::async_trait;
     use returns_domain::{Generator, Inventory, Sales};
+    use returns_eventlog::testkit::Wrapper;
     use returns_eventlog::{OutRecord, RETURN_ORDERS};
 
     use super::testkit::{bad_request, decided, first_decision, incoming, requested};
@@ -2010,19 +2011,9 @@ mod tests {
     }
 
     #[async_trait]
-    impl EventLog for Rigged {
-        fn describe(&self) -> String {
-            format!("rigged {}", self.inner.describe())
-        }
-        async fn ensure_topic(&self, topic: &str) -> Result<(), LogError> {
-            self.inner.ensure_topic(topic).await
-        }
-        async fn append(
-            &self,
-            topic: &str,
-            records: Vec<OutRecord>,
-        ) -> Result<Vec<Position>, LogError> {
-            self.inner.append(topic, records).await
+    impl Wrapper for Rigged {
+        fn inner(&self) -> &Arc<dyn EventLog> {
+            &self.inner
         }
         async fn subscribe(
             &self,
@@ -2051,18 +2042,6 @@ mod tests {
                 return Ok(stale);
             }
             self.inner.committed(group, topic).await
-        }
-        async fn read(
-            &self,
-            topic: &str,
-            partition: u32,
-            offset: u64,
-            max: usize,
-        ) -> Result<Vec<Record>, LogError> {
-            self.inner.read(topic, partition, offset, max).await
-        }
-        async fn topics(&self) -> Result<Vec<String>, LogError> {
-            self.inner.topics().await
         }
     }
 

@@ -12,9 +12,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use common::{small_batches, Env, DEADLINE};
 use returns_domain::{Generator, RefundRequest, Sales};
-use returns_eventlog::{
-    EventLog, LogError, OutRecord, Position, Record, Subscription, RETURN_ORDERS,
-};
+use returns_eventlog::testkit::Wrapper;
+use returns_eventlog::{EventLog, LogError, OutRecord, Position, Record, RETURN_ORDERS};
 use returns_services::intake::{intake_path, AcceptError, USER_SUPPORT};
 use returns_services::{CrashPoint, Faults, IntakeStore, ServiceError, TeamMetrics, TeamStore};
 use tokio::sync::Notify;
@@ -100,12 +99,9 @@ struct FlakyLog {
 }
 
 #[async_trait]
-impl EventLog for FlakyLog {
-    fn describe(&self) -> String {
-        format!("flaky {}", self.inner.describe())
-    }
-    async fn ensure_topic(&self, topic: &str) -> Result<(), LogError> {
-        self.inner.ensure_topic(topic).await
+impl Wrapper for FlakyLog {
+    fn inner(&self) -> &Arc<dyn EventLog> {
+        &self.inner
     }
     async fn append(
         &self,
@@ -122,31 +118,6 @@ impl EventLog for FlakyLog {
             });
         }
         self.inner.append(topic, records).await
-    }
-    async fn subscribe(
-        &self,
-        group: &str,
-        topics: &[&str],
-    ) -> Result<Box<dyn Subscription>, LogError> {
-        self.inner.subscribe(group, topics).await
-    }
-    async fn end_offsets(&self, topic: &str) -> Result<Vec<u64>, LogError> {
-        self.inner.end_offsets(topic).await
-    }
-    async fn committed(&self, group: &str, topic: &str) -> Result<Vec<u64>, LogError> {
-        self.inner.committed(group, topic).await
-    }
-    async fn read(
-        &self,
-        topic: &str,
-        partition: u32,
-        offset: u64,
-        max: usize,
-    ) -> Result<Vec<Record>, LogError> {
-        self.inner.read(topic, partition, offset, max).await
-    }
-    async fn topics(&self) -> Result<Vec<String>, LogError> {
-        self.inner.topics().await
     }
 }
 

@@ -11,6 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use common::{small_batches, Env};
 use returns_domain::{Sales, Team};
+use returns_eventlog::testkit::Wrapper;
 use returns_eventlog::{
     dead_letter_topic, team_group, team_topic, EventLog, LogError, OutRecord, Position, Record,
     Subscription, RETURN_ORDERS,
@@ -165,13 +166,9 @@ impl Subscription for FlakySubscription {
 }
 
 #[async_trait]
-impl EventLog for FlakyLog {
-    fn describe(&self) -> String {
-        format!("flaky {}", self.inner.describe())
-    }
-
-    async fn ensure_topic(&self, topic: &str) -> Result<(), LogError> {
-        self.inner.ensure_topic(topic).await
+impl Wrapper for FlakyLog {
+    fn inner(&self) -> &Arc<dyn EventLog> {
+        &self.inner
     }
 
     async fn append(
@@ -201,28 +198,6 @@ impl EventLog for FlakyLog {
             failures: self.commit_failures,
             failed: Arc::clone(&self.commits_failed),
         }))
-    }
-
-    async fn end_offsets(&self, topic: &str) -> Result<Vec<u64>, LogError> {
-        self.inner.end_offsets(topic).await
-    }
-
-    async fn committed(&self, group: &str, topic: &str) -> Result<Vec<u64>, LogError> {
-        self.inner.committed(group, topic).await
-    }
-
-    async fn read(
-        &self,
-        topic: &str,
-        partition: u32,
-        offset: u64,
-        max: usize,
-    ) -> Result<Vec<Record>, LogError> {
-        self.inner.read(topic, partition, offset, max).await
-    }
-
-    async fn topics(&self) -> Result<Vec<String>, LogError> {
-        self.inner.topics().await
     }
 }
 
