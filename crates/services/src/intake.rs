@@ -85,9 +85,14 @@ impl IntakeStore {
     /// Open (creating if needed) `<dir>/user-support.db`.
     pub fn open(dir: &Path) -> Result<Self, ServiceError> {
         let path = intake_path(dir);
-        let conn = connect(USER_SUPPORT, &path)?;
+        let mut conn = connect(USER_SUPPORT, &path)?;
         let err = store_error(USER_SUPPORT, &path);
-        conn.execute_batch(
+        // In one IMMEDIATE transaction, as the team tables (`connect`): two processes opening
+        // an older store at once would otherwise both add the column.
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(err)?;
+        tx.execute_batch(
             "CREATE TABLE IF NOT EXISTS accepted (
                  return_id      TEXT PRIMARY KEY,
                  event_id       TEXT NOT NULL,
@@ -97,7 +102,7 @@ impl IntakeStore {
         )
         .map_err(err)?;
         // A store made before the hash was kept: add the column; its rows keep no hash.
-        let hashed: bool = conn
+        let hashed: bool = tx
             .query_row(
                 "SELECT EXISTS (SELECT 1 FROM pragma_table_info('accepted')
                                 WHERE name = 'request_sha256')",
@@ -106,9 +111,10 @@ impl IntakeStore {
             )
             .map_err(err)?;
         if !hashed {
-            conn.execute_batch("ALTER TABLE accepted ADD COLUMN request_sha256 BLOB")
+            tx.execute_batch("ALTER TABLE accepted ADD COLUMN request_sha256 BLOB")
                 .map_err(err)?;
         }
+        tx.commit().map_err(err)?;
         Ok(IntakeStore { conn, path })
     }
 
