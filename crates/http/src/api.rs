@@ -19,7 +19,7 @@
 //! and `/healthz` answers 503. `/stats` reads only the analytics view's file.
 
 use std::path::PathBuf;
-use std::sync::{Arc, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
@@ -32,7 +32,7 @@ use returns_eventlog::wire::v2::RefundRequestV2;
 use returns_eventlog::{team_group, EventLog, RETURN_ORDERS};
 use returns_services::analytics::{AnalyticsStore, Stats};
 use returns_services::audit::{timeline, timeline_at, AuditEntry};
-use returns_services::projection::REACTING_TEAMS;
+use returns_services::projection::{Projection, ViewStore, REACTING_TEAMS};
 use returns_services::status::{ReturnStatus, Status, StatusStore, TeamStatus};
 use returns_services::supervisor::TeamState;
 use returns_services::{ServiceError, Supervisor, TeamMetrics, TeamName};
@@ -104,6 +104,25 @@ struct Inner {
     live: Arc<Live>,
     streams: CancellationToken,
     compare_dir: OnceLock<PathBuf>,
+    /// The views' files, opened at the first read and kept (not opened per request).
+    status: Mutex<Option<StatusStore>>,
+    analytics: Mutex<Option<AnalyticsStore>>,
+}
+
+/// Run `read` on the view's store in `slot`, opening it first if this is the first read.
+fn read_view<P: Projection, T>(
+    slot: &Mutex<Option<ViewStore<P>>>,
+    dir: &std::path::Path,
+    read: impl FnOnce(&ViewStore<P>) -> Result<T, ServiceError>,
+) -> Result<T, ServiceError> {
+    let mut slot = slot.lock().unwrap_or_else(PoisonError::into_inner);
+    let store = match slot.take() {
+        Some(store) => store,
+        None => ViewStore::<P>::open(dir)?,
+    };
+    let answer = read(&store);
+    *slot = Some(store);
+    answer
 }
 
 impl Api {
@@ -126,6 +145,8 @@ impl Api {
                 live: Arc::new(Live::new(streams.clone())),
                 streams,
                 compare_dir: OnceLock::new(),
+                status: Mutex::new(None),
+                analytics: Mutex::new(None),
             }),
         }
     }
@@ -287,12 +308,16 @@ async fn return_status(
         .parse()
         .map_err(|_| ApiError::InvalidReturnId(id.chars().take(80).collect()))?;
     let log = api.log()?;
-    let (dir, intake) = (api.inner.data_dir.clone(), api.inner.intake.store());
+    let (reader, intake) = (api.clone(), api.inner.intake.store());
     let key = return_id.to_string();
     let (seen, accepted, located) = tokio::task::spawn_blocking(move || {
-        let store = StatusStore::open(&dir)?;
-        let seen = store.status(&return_id)?;
-        let located = store.located(&return_id.to_string())?;
+        let inner = &reader.inner;
+        let (seen, located) = read_view(&inner.status, &inner.data_dir, |store| {
+            Ok((
+                store.status(&return_id)?,
+                store.located(&return_id.to_string())?,
+            ))
+        })?;
         let accepted = match seen {
             Some(_) => false,
             None => intake
@@ -530,11 +555,14 @@ pub struct StatsAnswer {
 }
 
 async fn stats(State(api): State<Api>) -> Result<Json<StatsAnswer>, ApiError> {
-    let dir = api.inner.data_dir.clone();
-    let stats = tokio::task::spawn_blocking(move || AnalyticsStore::open(&dir)?.stats())
-        .await
-        .map_err(|_| ApiError::Store("analytics view", ServiceError::Task("analytics view")))?
-        .map_err(|e| ApiError::Store("analytics view", e))?;
+    let reader = api.clone();
+    let stats = tokio::task::spawn_blocking(move || {
+        let inner = &reader.inner;
+        read_view(&inner.analytics, &inner.data_dir, |store| store.stats())
+    })
+    .await
+    .map_err(|_| ApiError::Store("analytics view", ServiceError::Task("analytics view")))?
+    .map_err(|e| ApiError::Store("analytics view", e))?;
     let log = match api.inner.log.get() {
         Some(log) => log.describe(),
         None => api.inner.described.clone(),
