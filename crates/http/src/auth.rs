@@ -144,8 +144,11 @@ pub const TOKEN_COOKIE: &str = "returns_token";
 
 /// What answers without the token: `GET` of the dashboard's page and files, and `/healthz`.
 pub fn is_public(method: &Method, path: &str) -> bool {
+    let assets = crate::dashboard::ASSET_PATH.trim_end_matches("{file}");
     matches!(*method, Method::GET | Method::HEAD)
-        && (path == "/" || path.starts_with("/assets/") || path == "/healthz")
+        && (path == crate::dashboard::DASHBOARD_PATH
+            || path.starts_with(assets)
+            || path == crate::api::HEALTHZ_PATH)
 }
 
 /// `router`, answering only calls that carry `token` (but [`is_public`] ones).

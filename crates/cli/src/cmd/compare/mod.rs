@@ -299,11 +299,16 @@ impl Runner<'_> {
             if self.interrupted.is_cancelled() || Instant::now() > deadline {
                 break;
             }
-            let sent = intake
-                .store()
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .nothing_waiting()?;
+            // On the blocking pool: the submissions hold the same store there.
+            let store = intake.store();
+            let sent = tokio::task::spawn_blocking(move || {
+                store
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .nothing_waiting()
+            })
+            .await
+            .context("User Support's store")??;
             if clock.elapsed() >= faults_end && sent && self.total_lag().await? == 0 {
                 break;
             }
