@@ -9,10 +9,9 @@ use returns_services::store::store_path;
 use serde_json::Value;
 
 const SEED: u64 = 11;
-const TEAMS: [&str; 4] = ["sales", "inventory", "manufacturing", "accounting"];
 
 mod common;
-use common::Sandbox as Run;
+use common::{Sandbox as Run, TEAMS};
 
 /// A demo of `n` returns on a fresh data directory (and a fresh namespace on Kafka).
 fn demo(kafka: bool, n: u64) -> Run {

@@ -139,7 +139,7 @@ fn count(data: &Path, table: &str) -> u64 {
         r.get::<_, i64>(0)
     })
     .map(|n| n as u64)
-    .unwrap_or(0)
+    .unwrap_or_else(|e| panic!("counting {table} in User Support's store: {e}"))
 }
 
 /// The end offset of each partition of `topic`; retried for a moment after the broker's restart

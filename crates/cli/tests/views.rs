@@ -14,10 +14,9 @@ use serde_json::Value;
 
 /// The demo's generator seed in these tests.
 const SEED: u64 = 11;
-const TEAMS: [&str; 4] = ["sales", "inventory", "manufacturing", "accounting"];
 
 mod common;
-use common::Sandbox as Setup;
+use common::{Sandbox as Setup, TEAMS};
 
 impl Setup {
     fn demo(&self, n: u64) {
