@@ -1116,7 +1116,9 @@
         tl.json = json;
         renderTimeline(data);
       }
-      retry = !tl.complete;
+      // Complete means the request and every team's decision are read; a timeline without its
+      // request is never final, whatever the server says.
+      retry = !tl.complete || !data.request;
     } catch (e) {
       if (gen !== tl.gen) return;
       // 404: accepted elsewhere and not read yet, 503: the log is not open; others are final.

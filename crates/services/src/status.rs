@@ -117,7 +117,9 @@ pub struct ReturnStatus {
     /// One entry per reacting team, in the order the teams are named; then one per observing
     /// team (Quality) that has published about the return (nobody waits for those).
     pub teams: Vec<TeamStatus>,
-    /// Every reacting team has decided.
+    /// The view has read the request and every reacting team's decision about it. A decision
+    /// read before its request (they are on different topics, and on Kafka nothing orders
+    /// topics against each other) leaves the return incomplete until the request is read.
     pub complete: bool,
 }
 
@@ -277,7 +279,7 @@ impl ViewStore<StatusView> {
             .iter()
             .map(|team| TeamStatus::of(team, decision_of(team)))
             .collect();
-        let complete = teams.iter().all(|t| t.status != Status::Pending);
+        let complete = request.is_some() && teams.iter().all(|t| t.status != Status::Pending);
         teams.extend(OBSERVING_TEAMS.iter().filter_map(|team| {
             decision_of(team).map(|decision| TeamStatus::of(team, Some(decision)))
         }));
@@ -301,7 +303,7 @@ impl ViewStore<StatusView> {
 
 #[cfg(test)]
 mod tests {
-    use returns_domain::{Accounting, Generator, Quality, Sales, Team};
+    use returns_domain::{Accounting, Generator, Inventory, Manufacturing, Quality, Sales, Team};
 
     use super::*;
     use crate::projection::testkit::{bad_request, decided, first_decision, incoming, requested};
@@ -480,6 +482,32 @@ mod tests {
         assert_eq!(store.status(&other).unwrap(), None);
         let known = store.status(&req.return_id).unwrap().unwrap();
         assert!(known.teams.iter().all(|t| t.status == Status::Pending));
+    }
+
+    /// Every reacting team's decision read before the request: not complete until the request
+    /// is read too.
+    #[test]
+    fn a_return_is_complete_only_once_its_request_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = StatusStore::open(dir.path()).unwrap();
+        let req = Generator::new(4).request(0);
+        let decisions = vec![
+            decided::<Sales>(&first_decision::<Sales>(&req), 0, 2_000),
+            decided::<Inventory>(&first_decision::<Inventory>(&req), 0, 2_000),
+            decided::<Manufacturing>(&first_decision::<Manufacturing>(&req), 0, 2_000),
+            decided::<Accounting>(&first_decision::<Accounting>(&req), 0, 2_000),
+        ];
+        store.apply(&incoming::<StatusView>(&decisions)).unwrap();
+        let early = store.status(&req.return_id).unwrap().unwrap();
+        assert!(early.teams.iter().all(|t| t.status == Status::Accepted));
+        assert_eq!((&early.request, early.complete), (&None, false));
+
+        store
+            .apply(&incoming::<StatusView>(&[requested(&req, 0, 1_000)]))
+            .unwrap();
+        let done = store.status(&req.return_id).unwrap().unwrap();
+        assert!(done.request.is_some());
+        assert!(done.complete);
     }
 
     /// A team's event without its request: the request is said unreadable only when the view
