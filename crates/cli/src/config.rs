@@ -6,8 +6,9 @@ use returns_eventlog::{EventLog, LogError, LogUrl};
 #[derive(clap::Args, Debug, Clone)]
 pub struct Global {
     /// Directory for the teams' stores (and the embedded log, unless --log says otherwise).
-    /// Default: returns-data, or returns-data/kafka-CLUSTER_ID for a Kafka log, so stores built
-    /// from one cluster are never mixed with another's.
+    /// It belongs to the first log it is used with; another log is refused. Default: the
+    /// directory of a sqlite:// --log, returns-data/kafka-CLUSTER_ID for a Kafka log, else
+    /// returns-data.
     #[arg(long, global = true, env = "RETURNS_DATA")]
     pub data: Option<PathBuf>,
     /// The event log: sqlite://DIR/log.db (default: sqlite://<data>/log.db) or
@@ -26,17 +27,31 @@ impl Global {
             .unwrap_or_else(|| format!("sqlite://{}", self.data_root().join("log.db").display()))
     }
 
-    /// `--data`, or `returns-data` without it.
+    /// `--data`; without it the directory of an embedded log named by `--log` (its stores sit
+    /// beside it), or `returns-data`.
     pub fn data_root(&self) -> PathBuf {
-        self.data.clone().unwrap_or_else(|| DEFAULT_DATA.into())
+        if let Some(data) = &self.data {
+            return data.clone();
+        }
+        match self.log.as_deref().map(LogUrl::parse) {
+            Some(Ok(LogUrl::Sqlite { path, .. })) => match path.parent() {
+                Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+                _ => PathBuf::from("."),
+            },
+            _ => DEFAULT_DATA.into(),
+        }
     }
 
-    /// Where the teams keep their stores, for this log.
-    pub fn data_dir(&self, log: &dyn EventLog) -> PathBuf {
-        match (&self.data, log.instance()) {
+    /// Where the stores are for this log: the data directory, bound to the log
+    /// ([`returns_services::data_dir::bind`]) before any store in it is opened. A directory
+    /// already bound to another log is an error that names both.
+    pub fn data_dir(&self, log: &dyn EventLog) -> anyhow::Result<PathBuf> {
+        let dir = match (&self.data, log.instance()) {
             (None, Some(instance)) => self.data_root().join(instance),
             _ => self.data_root(),
-        }
+        };
+        returns_services::data_dir::bind(&dir, log)?;
+        Ok(dir)
     }
 
     /// Where the stores go, when that is known without reaching the log: with `--data`, or for
@@ -138,7 +153,7 @@ mod tests {
     fn the_data_dir_is_known_without_the_log_except_for_kafka_without_data() {
         assert_eq!(
             global("sqlite://x/log.db").data_dir_without_log(),
-            Some(PathBuf::from(DEFAULT_DATA))
+            Some(PathBuf::from("x"))
         );
         assert_eq!(
             global("kafka://127.0.0.1:9092").data_dir_without_log(),
@@ -149,5 +164,25 @@ mod tests {
             log: Some("kafka://127.0.0.1:9092".into()),
         };
         assert_eq!(with_data.data_dir_without_log(), Some(PathBuf::from("d")));
+    }
+
+    #[test]
+    fn an_embedded_log_named_by_log_keeps_its_stores_beside_it() {
+        assert_eq!(
+            global("sqlite://one/log.db").data_root(),
+            PathBuf::from("one")
+        );
+        assert_eq!(global("sqlite://log.db").data_root(), PathBuf::from("."));
+        let default = Global {
+            data: None,
+            log: None,
+        };
+        assert_eq!(default.data_root(), PathBuf::from(DEFAULT_DATA));
+        assert_eq!(default.log_url(), "sqlite://returns-data/log.db");
+        let with_data = Global {
+            data: Some("d".into()),
+            log: Some("sqlite://one/log.db".into()),
+        };
+        assert_eq!(with_data.data_root(), PathBuf::from("d"));
     }
 }

@@ -192,22 +192,136 @@ fn a_file_of_v1_and_v2_lines_is_published_as_v2_and_a_bad_line_names_its_place()
     );
 }
 
-/// A demo whose returns User Support accepted before (its store kept, the log new) publishes
-/// nothing again, says so, and ends instead of waiting for returns that will never come.
+/// Every file in `dir` with its size and time of change: what "nothing was written" compares.
+fn files(dir: &Path) -> Vec<(std::path::PathBuf, u64, std::time::SystemTime)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let meta = entry.metadata().unwrap();
+        if meta.is_dir() {
+            out.extend(files(&entry.path()));
+        } else {
+            out.push((entry.path(), meta.len(), meta.modified().unwrap()));
+        }
+    }
+    out.sort();
+    out
+}
+
+fn run_in(cwd: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_returns"))
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("RETURNS_DATA")
+        .env_remove("RETURNS_LOG")
+        .output()
+        .expect("run returns");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Two embedded logs used from one directory without --data: each keeps its stores beside it,
+/// and each demo processes its own returns.
 #[test]
-fn a_demo_of_returns_accepted_before_ends_and_says_so() {
+fn two_embedded_logs_from_one_directory_each_keep_their_own_stores() {
     let dir = tempfile::tempdir().unwrap();
-    demo_json(dir.path(), 30);
-    std::fs::remove_file(dir.path().join("data").join("log.db")).unwrap();
-    let (ok, _, stderr) = returns(
+    for log in ["one", "two"] {
+        let url = format!("sqlite://{log}/log.db");
+        let (ok, stdout, stderr) = run_in(
+            dir.path(),
+            &["demo", "-n", "100", "--seed", "7", "--log", &url, "--json"],
+        );
+        assert!(ok, "{stderr}");
+        let report: Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(report["first_index"], 0, "{log}: a log of its own");
+        for team in ["sales", "inventory", "manufacturing", "accounting"] {
+            assert_eq!(report["teams"][team]["processed"], 100, "{log} {team}");
+        }
+        assert!(dir.path().join(log).join("sales.db").exists(), "{log}");
+        assert!(dir.path().join(log).join("log-identity.json").exists());
+    }
+    assert!(!dir.path().join("returns-data").exists());
+}
+
+/// A data directory built from one log, given with another: refused before anything in it is
+/// written, with both logs named and the way out.
+#[test]
+fn a_data_directory_refuses_another_log_before_writing_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    let (one, two) = ("sqlite://one/log.db", "sqlite://two/log.db");
+    let (ok, _, stderr) = run_in(
         dir.path(),
-        &["demo", "--returns", "30", "--seed", "7", "--json"],
+        &["demo", "-n", "30", "--data", data, "--log", one, "--json"],
     );
     assert!(ok, "{stderr}");
+    let before = files(Path::new(data));
+    let commands: [&[&str]; 6] = [
+        &["demo", "-n", "30"],
+        &["publish", "-n", "5"],
+        &["run", "sales"],
+        &["status", "00000000-0000-4000-8000-000000000000"],
+        &["stats"],
+        &["replay", "sales"],
+    ];
+    for command in commands {
+        let mut args = command.to_vec();
+        args.extend(["--data", data, "--log", two]);
+        let (ok, stdout, stderr) = run_in(dir.path(), &args);
+        assert!(!ok, "{command:?} ran on another log's data: {stdout}");
+        for needle in [one, two, "--data", "holds state built from the event log"] {
+            assert!(
+                stderr.contains(needle),
+                "{command:?}: no {needle} in {stderr}"
+            );
+        }
+    }
+    assert_eq!(files(Path::new(data)), before, "nothing written");
+    // The log it was built from still opens it.
+    let (ok, stdout, stderr) = run_in(
+        dir.path(),
+        &["demo", "-n", "30", "--data", data, "--log", one, "--json"],
+    );
+    assert!(ok, "{stderr}");
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["first_index"], 30);
+}
+
+/// On Kafka a log is a cluster and a namespace: a data directory given with another namespace
+/// is refused the same way.
+#[test]
+#[cfg_attr(
+    not(kafka_broker),
+    ignore = "needs a Kafka broker: run bash scripts/test.sh"
+)]
+fn a_data_directory_refuses_another_kafka_namespace() {
+    let bootstrap = std::env::var("RETURNS_KAFKA_BOOTSTRAP").expect("RETURNS_KAFKA_BOOTSTRAP");
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    let ns = uuid::Uuid::new_v4().simple().to_string();
+    let one = format!("kafka://{bootstrap}?namespace=bind-a-{ns}");
+    let two = format!("kafka://{bootstrap}?namespace=bind-b-{ns}");
+    let (ok, _, stderr) = run_in(
+        dir.path(),
+        &["demo", "-n", "20", "--data", data, "--log", &one, "--json"],
+    );
+    assert!(ok, "{stderr}");
+    let before = files(Path::new(data));
+    let (ok, _, stderr) = run_in(
+        dir.path(),
+        &["demo", "-n", "20", "--data", data, "--log", &two],
+    );
+    assert!(!ok);
     assert!(
-        stderr.contains("30 of these returns were accepted before"),
+        stderr.contains(&format!("bind-a-{ns}")) && stderr.contains(&format!("bind-b-{ns}")),
         "{stderr}"
     );
+    assert_eq!(files(Path::new(data)), before, "nothing written");
 }
 
 /// `returns demo | head -0`: the reader is gone before the report. The command ends quietly

@@ -23,6 +23,11 @@ pub trait EventLog: Send + Sync + 'static {
         None
     }
 
+    /// A name for this very log, made when the log was created and the same at every open, so
+    /// that state built from one log is never taken for state built from another (embedded:
+    /// `sqlite-<uuid>`, kept in the log's file; Kafka: `kafka-<cluster id>[-<namespace>]`).
+    fn identity(&self) -> String;
+
     /// Create the topic if it does not exist yet (with the backend's partition count).
     async fn ensure_topic(&self, topic: &str) -> Result<(), LogError>;
 

@@ -61,6 +61,12 @@ impl<W: Wrapper> EventLog for W {
     fn describe(&self) -> String {
         Wrapper::describe(self)
     }
+    fn instance(&self) -> Option<String> {
+        self.inner().instance()
+    }
+    fn identity(&self) -> String {
+        self.inner().identity()
+    }
     async fn ensure_topic(&self, topic: &str) -> Result<(), LogError> {
         Wrapper::ensure_topic(self, topic).await
     }

@@ -167,3 +167,29 @@ async fn a_read_from_below_the_first_record_still_held_starts_there() {
         "all deleted"
     );
 }
+
+/// Kafka: a log is a cluster and a namespace; the cluster's id is what the broker reports.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(kafka_broker),
+    ignore = "needs a Kafka broker: run `bash scripts/test.sh`, or set RETURNS_KAFKA_BOOTSTRAP"
+)]
+async fn a_log_is_named_by_its_cluster_and_namespace() {
+    let bootstrap = std::env::var("RETURNS_KAFKA_BOOTSTRAP").expect("RETURNS_KAFKA_BOOTSTRAP");
+    let plain = returns_eventlog::open(&format!("kafka://{bootstrap}"))
+        .await
+        .unwrap();
+    let again = returns_eventlog::open(&format!("kafka://{bootstrap}"))
+        .await
+        .unwrap();
+    let spaced = returns_eventlog::open(&format!("kafka://{bootstrap}?namespace=ns1"))
+        .await
+        .unwrap();
+    assert!(
+        plain.identity().starts_with("kafka-"),
+        "{}",
+        plain.identity()
+    );
+    assert_eq!(plain.identity(), again.identity());
+    assert_eq!(spaced.identity(), format!("{}-ns1", plain.identity()));
+}

@@ -45,3 +45,18 @@ async fn a_newer_member_fences_off_the_older_one() {
     );
     assert_eq!(log.lag(&group, &topic).await.unwrap(), 1);
 }
+
+/// A log file's identity is made with the file and read back by every open; another file is
+/// another log.
+#[tokio::test]
+async fn a_log_keeps_its_identity_and_another_file_has_another() {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(unique("identity"));
+    let first = SqliteLog::open(&dir.join("one.db"), 3).await.unwrap();
+    let identity = first.identity();
+    assert!(identity.starts_with("sqlite-"), "{identity}");
+    drop(first);
+    let again = SqliteLog::open(&dir.join("one.db"), 3).await.unwrap();
+    assert_eq!(again.identity(), identity);
+    let other = SqliteLog::open(&dir.join("two.db"), 3).await.unwrap();
+    assert_ne!(other.identity(), identity);
+}

@@ -23,6 +23,17 @@ pub enum ServiceError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "the data directory {dir} holds state built from the event log {} (identity {}), not from \
+         {} (identity {}) (hint: give this log a data directory of its own with --data DIR, or \
+         delete {dir} to start over from this log)",
+        bound.log, bound.identity, this.log, this.identity, dir = dir.display()
+    )]
+    OtherLog {
+        dir: PathBuf,
+        bound: Box<crate::data_dir::Bound>,
+        this: Box<crate::data_dir::Bound>,
+    },
     #[error("no {team} store at {path} (hint: run `returns demo` or `returns run {team}` with the same --data and --log first)")]
     NoStore { team: &'static str, path: PathBuf },
     #[error(

@@ -14,6 +14,7 @@
 
 pub mod analytics;
 pub mod audit;
+pub mod data_dir;
 pub mod dead_letters;
 mod error;
 pub mod faults;

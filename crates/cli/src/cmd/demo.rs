@@ -49,7 +49,10 @@ pub struct Report {
     pub first_index: u64,
     pub elapsed_ms: u64,
     pub publish_per_sec: f64,
-    pub returns_per_sec: f64,
+    /// Returns through all four teams per second: what the team that processed fewest
+    /// processed in this run. `None` (JSON `null`) when one of them processed nothing: a run
+    /// that did no work has no throughput.
+    pub returns_per_sec: Option<f64>,
     pub latency_ms: Latency,
     pub teams: BTreeMap<String, TeamReport>,
 }
@@ -64,7 +67,7 @@ pub struct TeamReport {
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     let log = global.open_log().await?;
-    let data = global.data_dir(log.as_ref());
+    let data = global.data_dir(log.as_ref())?;
     let store = IntakeStore::open(&data)
         .with_context(|| format!("cannot open User Support's store in {}", data.display()))?;
     // Records left in the outbox by an earlier run go first; the generator continues after them.
@@ -239,6 +242,7 @@ async fn build_report(
         );
     }
     let secs = elapsed.as_secs_f64().max(1e-9);
+    let through_all = teams.values().map(|t| t.run.processed).min().unwrap_or(0);
     Ok(Report {
         returns: published,
         log: log.describe(),
@@ -246,7 +250,7 @@ async fn build_report(
         first_index,
         elapsed_ms: elapsed.as_millis() as u64,
         publish_per_sec: (published as f64 / publish_secs.max(1e-9)).round(),
-        returns_per_sec: (published as f64 / secs).round(),
+        returns_per_sec: (through_all > 0).then(|| (through_all as f64 / secs).round()),
         latency_ms: Latency::of(&all),
         teams,
     })
@@ -304,14 +308,19 @@ fn print_report(r: &Report) {
         ]);
     }
     println!("{table}");
-    println!(
-        "{:.0} returns/s through all four teams ({:.0} returns/s published); publish-to-team latency p50 {:.1} ms, p99 {:.1} ms; {:.2} s in all",
-        r.returns_per_sec,
-        r.publish_per_sec,
-        r.latency_ms.p50,
-        r.latency_ms.p99,
-        r.elapsed_ms as f64 / 1000.0
-    );
+    match r.returns_per_sec {
+        Some(through) => println!(
+            "{through:.0} returns/s through all four teams ({:.0} returns/s published); publish-to-team latency p50 {:.1} ms, p99 {:.1} ms; {:.2} s in all",
+            r.publish_per_sec,
+            r.latency_ms.p50,
+            r.latency_ms.p99,
+            r.elapsed_ms as f64 / 1000.0
+        ),
+        None => println!(
+            "no return went through all four teams in this run: no throughput to report; {:.2} s in all",
+            r.elapsed_ms as f64 / 1000.0
+        ),
+    }
 }
 
 /// Progress on stderr: one bar for publishing, one per team (hidden with --json or off a terminal).

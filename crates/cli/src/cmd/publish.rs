@@ -37,6 +37,10 @@ const ACCEPT_CHUNK: usize = 5_000;
 const START_PROBE: Duration = Duration::from_secs(5);
 /// How long the log may stay silent before we say it is not reachable.
 const PATIENCE: Duration = Duration::from_secs(2);
+/// How long a command waits for the log before it opens a store in a data directory it knows
+/// without the log: a log that answers by then has the directory bound before anything is
+/// written in it; one that answers later, before anything is sent to it.
+pub(crate) const BIND_PROBE: Duration = Duration::from_secs(1);
 /// After Ctrl-C, how long an append already under way may take to finish.
 const GRACE: Duration = Duration::from_secs(5);
 
@@ -105,7 +109,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     let url = global.check_log_url()?;
     let described = global.describe_log();
     let shutdown = shutdown::on_signal();
-    let mut log = LogOpener::start(url, shutdown.clone());
+    let mut log = LogOpener::start(url, shutdown.clone(), global.data_dir_without_log());
 
     let data = match global.data_dir_without_log() {
         Some(dir) => dir,
@@ -118,12 +122,13 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
                 "waiting for {described} to answer: its stores are named by its cluster's id \
                  (hint: give --data DIR to accept returns while the log is down)"
             );
-            match log.wait(None).await {
-                Some(opened) => global.data_dir(opened.as_ref()),
+            match log.wait(None).await? {
+                Some(opened) => global.data_dir(opened.as_ref())?,
                 None => return Ok(()),
             }
         }
     };
+    log.wait(Some(BIND_PROBE)).await?;
     let store = IntakeStore::open(&data)
         .with_context(|| format!("cannot open User Support's store in {}", data.display()))?;
     let store = Arc::new(Mutex::new(store));
@@ -143,7 +148,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     // With the log already open, the relay publishes while the rest is still being accepted.
     let mut relaying = None;
     if !args.no_wait {
-        if let Some(opened) = log.wait(Some(Duration::ZERO)).await {
+        if let Some(opened) = log.wait(Some(Duration::ZERO)).await? {
             relaying = Some(Relaying::start(&store, opened)?);
         }
     }
@@ -207,11 +212,15 @@ pub(crate) struct LogOpener {
     task: Option<JoinHandle<Option<Arc<dyn EventLog>>>>,
     log: Option<Arc<dyn EventLog>>,
     last_error: Arc<Mutex<Option<String>>>,
+    /// The data directory opened before the log answered, bound to the log when it does.
+    data: Option<PathBuf>,
 }
 
 impl LogOpener {
-    /// Start opening `url` (checked by [`Global::check_log_url`]).
-    pub(crate) fn start(url: String, shutdown: CancellationToken) -> Self {
+    /// Start opening `url` (checked by [`Global::check_log_url`]). `data`: the data directory
+    /// in use before the log answers, if any; [`LogOpener::wait`] binds it to the log
+    /// ([`returns_services::data_dir::bind`]) before handing the log out.
+    pub(crate) fn start(url: String, shutdown: CancellationToken, data: Option<PathBuf>) -> Self {
         let last_error = Arc::new(Mutex::new(None));
         let heard = Arc::clone(&last_error);
         let task = tokio::spawn(async move {
@@ -228,24 +237,33 @@ impl LogOpener {
             task: Some(task),
             log: None,
             last_error,
+            data,
         }
     }
 
     /// The log, once it answers; waiting at most `limit` (for ever with `None`). `None` if it has
-    /// not answered by then, or we are stopping.
-    pub(crate) async fn wait(&mut self, limit: Option<Duration>) -> Option<Arc<dyn EventLog>> {
+    /// not answered by then, or we are stopping. An error if the data directory in use is
+    /// another log's.
+    pub(crate) async fn wait(
+        &mut self,
+        limit: Option<Duration>,
+    ) -> anyhow::Result<Option<Arc<dyn EventLog>>> {
         if let Some(task) = self.task.as_mut() {
             let opened = match limit {
                 Some(limit) => match tokio::time::timeout(limit, &mut *task).await {
                     Ok(opened) => opened,
-                    Err(_) => return None,
+                    Err(_) => return Ok(None),
                 },
                 None => task.await,
             };
             self.task = None;
-            self.log = opened.ok().flatten();
+            let opened = opened.ok().flatten();
+            if let (Some(log), Some(data)) = (&opened, &self.data) {
+                returns_services::data_dir::bind(data, log.as_ref())?;
+            }
+            self.log = opened;
         }
-        self.log.clone()
+        Ok(self.log.clone())
     }
 
     /// Why the last try failed, for a message: ` (last try: ...)`, or nothing before the first
@@ -268,7 +286,7 @@ async fn generator_start(
     log: &mut LogOpener,
     store: &Arc<Mutex<IntakeStore>>,
 ) -> anyhow::Result<u64> {
-    match log.wait(Some(START_PROBE)).await {
+    match log.wait(Some(START_PROBE)).await? {
         Some(log) => {
             let on_topic = Publisher::new(log).records_on_topic().await?;
             Ok(on_topic + blocking(store, IntakeStore::waiting).await?)
@@ -354,7 +372,7 @@ async fn relay_until_empty(
         Some(relaying) => relaying,
         None if waiting == 0 => return Ok(0),
         None => {
-            let opened = match log.wait(Some(PATIENCE)).await {
+            let opened = match log.wait(Some(PATIENCE)).await? {
                 Some(opened) => Some(opened),
                 None if shutdown.is_cancelled() => None,
                 None => {
@@ -364,7 +382,7 @@ async fn relay_until_empty(
                          safe, for the next run){}",
                         log.last_error()
                     );
-                    log.wait(None).await
+                    log.wait(None).await?
                 }
             };
             let Some(opened) = opened else {

@@ -66,7 +66,7 @@ pub struct DefectShare {
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     let log = global.open_log().await?;
-    let dir = global.data_dir(log.as_ref());
+    let dir = global.data_dir(log.as_ref())?;
     let path = store_path(&dir, Quality::NAME);
     if !path.exists() {
         bail!(

@@ -25,7 +25,7 @@ pub struct Args {
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     let log = global.open_log().await?;
-    let data = global.data_dir(log.as_ref());
+    let data = global.data_dir(log.as_ref())?;
     let teams: Vec<TeamName> = if args.teams.is_empty() {
         let present: Vec<TeamName> = TeamName::EVERY
             .into_iter()

@@ -18,7 +18,7 @@ pub struct Args {
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     let team: TeamName = args.team.parse()?;
     let log = global.open_log().await?;
-    let data = global.data_dir(log.as_ref());
+    let data = global.data_dir(log.as_ref())?;
     let metrics = Arc::new(TeamMetrics::new(team.as_str()));
     let shutdown = shutdown::on_signal();
     eprintln!(

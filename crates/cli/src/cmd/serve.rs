@@ -92,7 +92,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     let local = listener.local_addr().context("the listening address")?;
     let shutdown = shutdown::on_signal();
 
-    let mut log = LogOpener::start(url, shutdown.clone());
+    let mut log = LogOpener::start(url, shutdown.clone(), global.data_dir_without_log());
     let data = match global.data_dir_without_log() {
         Some(dir) => dir,
         None => {
@@ -100,12 +100,13 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
                 "waiting for {described} to answer before serving: its stores are named by its \
                  cluster's id (hint: give --data DIR to take returns while the log is down)"
             );
-            match log.wait(None).await {
-                Some(opened) => global.data_dir(opened.as_ref()),
+            match log.wait(None).await? {
+                Some(opened) => global.data_dir(opened.as_ref())?,
                 None => return Ok(()),
             }
         }
     };
+    log.wait(Some(super::publish::BIND_PROBE)).await?;
     let intake = Intake::open(&data)
         .with_context(|| format!("cannot open User Support's store in {}", data.display()))?;
     let teams: Vec<(TeamName, Arc<TeamMetrics>)> = TeamName::EVERY
@@ -148,7 +149,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     );
 
     // The log, then the relay and the teams.
-    let log = match log.wait(Some(PATIENCE)).await {
+    let log = match log.wait(Some(PATIENCE)).await? {
         Some(opened) => Some(opened),
         None if shutdown.is_cancelled() => None,
         None => {
@@ -157,7 +158,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
                  Support's outbox; retrying until it answers{}",
                 log.last_error()
             );
-            log.wait(None).await
+            log.wait(None).await?
         }
     };
     let stop_work = CancellationToken::new();

@@ -68,7 +68,7 @@ impl From<CatchUp> for CaughtUp {
 
 pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     let log = global.open_log().await?;
-    let dir = global.data_dir(log.as_ref());
+    let dir = global.data_dir(log.as_ref())?;
     let caught_up = catch_up::<Analytics>(Arc::clone(&log), dir.clone(), !args.json).await?;
     let stats = tokio::task::spawn_blocking(move || AnalyticsStore::open(&dir)?.stats())
         .await

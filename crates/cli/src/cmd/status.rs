@@ -32,7 +32,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
         )
     })?;
     let log = global.open_log().await?;
-    let dir = global.data_dir(log.as_ref());
+    let dir = global.data_dir(log.as_ref())?;
     catch_up::<StatusView>(Arc::clone(&log), dir.clone(), !args.json).await?;
     let (status, known) = tokio::task::spawn_blocking(move || {
         let store = StatusStore::open(&dir)?;

@@ -604,10 +604,16 @@ impl EventLog for KafkaLog {
     }
 
     fn instance(&self) -> Option<String> {
-        Some(match &self.shared.config.namespace {
+        Some(self.identity())
+    }
+
+    /// The cluster's id (made when the cluster was formatted) and the namespace: two namespaces
+    /// on one cluster are two logs.
+    fn identity(&self) -> String {
+        match &self.shared.config.namespace {
             Some(ns) => format!("kafka-{}-{ns}", self.cluster_id),
             None => format!("kafka-{}", self.cluster_id),
-        })
+        }
     }
 
     async fn ensure_topic(&self, topic: &str) -> Result<(), LogError> {

@@ -30,6 +30,8 @@ pub struct SqliteLog {
 
 struct Shared {
     path: PathBuf,
+    /// Made with the file, kept in it ([`EventLog::identity`]).
+    identity: String,
     partitions: u32,
     writer: std::sync::mpsc::Sender<Command>,
     /// Bumped by the writer after every commit that appended records.
@@ -55,7 +57,7 @@ impl SqliteLog {
             })?;
         }
         let writer_conn = schema::connect(&path)?;
-        schema::migrate(&writer_conn).map_err(|source| LogError::Open {
+        let identity = schema::migrate(&writer_conn).map_err(|source| LogError::Open {
             path: path.clone(),
             source,
         })?;
@@ -72,6 +74,7 @@ impl SqliteLog {
         Ok(SqliteLog {
             shared: Arc::new(Shared {
                 path,
+                identity,
                 partitions,
                 writer: tx,
                 appended: appended_rx,
@@ -196,6 +199,10 @@ pub(crate) fn read_partition(
 impl EventLog for SqliteLog {
     fn describe(&self) -> String {
         format!("sqlite://{}", self.shared.path.display())
+    }
+
+    fn identity(&self) -> String {
+        self.shared.identity.clone()
     }
 
     async fn ensure_topic(&self, topic: &str) -> Result<(), LogError> {

@@ -31,9 +31,16 @@ pub(super) fn connect(path: &Path) -> Result<Connection, LogError> {
     Ok(conn)
 }
 
-pub(super) fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+/// Creates the tables a new log needs, and the log's identity: made once, with the log, and
+/// read back by every later open (two processes creating the file at once agree on one).
+/// Returns the identity.
+pub(super) fn migrate(conn: &Connection) -> rusqlite::Result<String> {
     conn.execute_batch(
-        "CREATE TABLE IF NOT EXISTS topics (
+        "CREATE TABLE IF NOT EXISTS identity (
+             only INTEGER PRIMARY KEY CHECK (only = 1),
+             id   TEXT NOT NULL
+         );
+         CREATE TABLE IF NOT EXISTS topics (
              id         INTEGER PRIMARY KEY,
              name       TEXT NOT NULL UNIQUE,
              partitions INTEGER NOT NULL
@@ -59,5 +66,10 @@ pub(super) fn migrate(conn: &Connection) -> rusqlite::Result<()> {
              next_offset INTEGER NOT NULL,
              PRIMARY KEY (grp, topic_id, partition)
          ) WITHOUT ROWID;",
-    )
+    )?;
+    conn.execute(
+        "INSERT OR IGNORE INTO identity (only, id) VALUES (1, ?1)",
+        [format!("sqlite-{}", uuid::Uuid::new_v4().simple())],
+    )?;
+    conn.query_row("SELECT id FROM identity WHERE only = 1", [], |r| r.get(0))
 }
