@@ -8,12 +8,27 @@ use returns_services::store::TeamStore;
 use serde_json::Value;
 
 fn returns(dir: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_returns"))
-        .args(args)
-        .env("RETURNS_DATA", dir.join("data"))
-        .env_remove("RETURNS_LOG")
-        .output()
-        .expect("run returns");
+    output(
+        Command::new(env!("CARGO_BIN_EXE_returns"))
+            .args(args)
+            .env("RETURNS_DATA", dir.join("data"))
+            .env_remove("RETURNS_LOG"),
+    )
+}
+
+/// `returns ARGS` run from `cwd`, with neither --data nor --log from the environment.
+fn run_in(cwd: &Path, args: &[&str]) -> (bool, String, String) {
+    output(
+        Command::new(env!("CARGO_BIN_EXE_returns"))
+            .args(args)
+            .current_dir(cwd)
+            .env_remove("RETURNS_DATA")
+            .env_remove("RETURNS_LOG"),
+    )
+}
+
+fn output(command: &mut Command) -> (bool, String, String) {
+    let out = command.output().expect("run returns");
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -206,21 +221,6 @@ fn files(dir: &Path) -> Vec<(std::path::PathBuf, u64, std::time::SystemTime)> {
     }
     out.sort();
     out
-}
-
-fn run_in(cwd: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_returns"))
-        .args(args)
-        .current_dir(cwd)
-        .env_remove("RETURNS_DATA")
-        .env_remove("RETURNS_LOG")
-        .output()
-        .expect("run returns");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 /// Two embedded logs used from one directory without --data: each keeps its stores beside it,
