@@ -27,7 +27,6 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use returns_domain::RefundRequest;
 use returns_eventlog::record::headers_to_json;
@@ -38,6 +37,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::relay::{Outbox, Relay};
+use crate::retry::{pause, Backoff, RetryPolicy};
 use crate::store::{connect, store_error};
 use crate::{Faults, ServiceError, TeamMetrics};
 
@@ -256,7 +256,7 @@ impl IntakeStore {
     }
 }
 
-/// Open the log `url` names, retrying with backoff (up to 5 s between tries) while it cannot be
+/// Open the log `url` names, retrying with backoff ([`RetryPolicy`]) while it cannot be
 /// opened: a Kafka broker that does not answer, an SQLite file that cannot be opened yet.
 /// `on_failure` hears about each failed try. `Ok(None)` if `shutdown` came first; `Err` only for
 /// a URL that is not valid, which no retry mends.
@@ -266,7 +266,9 @@ pub async fn open_log_when_reachable(
     mut on_failure: impl FnMut(&LogError),
 ) -> Result<Option<Arc<dyn EventLog>>, LogError> {
     returns_eventlog::LogUrl::parse(url)?;
-    let mut backoff = Duration::from_millis(100);
+    // Every failure but a bad URL is tried again: a log that cannot be opened now (no broker
+    // yet, a file not there yet) may be openable later.
+    let mut backoff = Backoff::new(&RetryPolicy::default());
     loop {
         tokio::select! {
             opened = returns_eventlog::open(url) => match opened {
@@ -276,11 +278,9 @@ pub async fn open_log_when_reachable(
             },
             _ = shutdown.cancelled() => return Ok(None),
         }
-        tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
-            _ = shutdown.cancelled() => return Ok(None),
+        if !pause(backoff.next_pause(), shutdown).await {
+            return Ok(None);
         }
-        backoff = (backoff * 2).min(Duration::from_secs(5));
     }
 }
 

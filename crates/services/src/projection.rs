@@ -60,6 +60,7 @@ use returns_eventlog::{
 use rusqlite::{params, Connection, Transaction, TransactionBehavior};
 use tokio_util::sync::CancellationToken;
 
+use crate::retry::{pause, retry, retry_blocking, Backoff, Retrier, RetryPolicy, Until};
 use crate::store::store_error;
 use crate::ServiceError;
 
@@ -621,6 +622,8 @@ pub struct ProjectionConfig {
     /// How long a catch-up waits for the view's file while another process holds it locked
     /// before it fails, naming the file. `run` waits until shutdown instead.
     pub busy_limit: Duration,
+    /// The pauses between tries through a transient failure.
+    pub retry: RetryPolicy,
 }
 
 impl Default for ProjectionConfig {
@@ -630,6 +633,7 @@ impl Default for ProjectionConfig {
             poll_timeout: Duration::from_millis(200),
             stall_timeout: Duration::from_secs(60),
             busy_limit: Duration::from_secs(30),
+            retry: RetryPolicy::default(),
         }
     }
 }
@@ -682,14 +686,11 @@ pub struct ProjectionRunner<P: Projection> {
     view: PhantomData<fn() -> P>,
 }
 
-/// How long work on the view's file waits while another process holds it locked.
-#[derive(Clone)]
-enum Patience {
-    /// A command answering someone: fail after this long, naming the file.
-    For(Duration),
-    /// A follower: wait for as long as it lasts, until shutdown.
-    UntilShutdown(CancellationToken),
-}
+/// How long work on the view's file, and the view's calls to the log, keep trying through a
+/// transient failure (the file locked by another process, the log unreachable): a command
+/// answering someone gives up after [`Until::Elapsed`] (naming the file, when it stayed
+/// locked); a follower, as a team does, [`Until::Stopped`].
+type Patience = Until;
 
 /// Where the file and the group stand, and where a catch-up has to get.
 struct Standing {
@@ -899,7 +900,7 @@ impl<P: Projection> ProjectionRunner<P> {
     }
 
     async fn follow(&self, shutdown: &CancellationToken) -> Result<(), ServiceError> {
-        let patience = Patience::UntilShutdown(shutdown.clone());
+        let patience = Until::Stopped(shutdown.clone());
         // Before joining the group: a long completion inside it would outlast the group's
         // patience with a member that does not poll (Kafka's max.poll.interval.ms).
         if P::LOCATES {
@@ -917,12 +918,25 @@ impl<P: Projection> ProjectionRunner<P> {
             .fill_behind_group(store, &mut standing, false, &patience, &mut report)
             .await?;
         tracing::info!(view = P::NAME, group = P::GROUP, "following its topics");
+        // As a team does: a log that fails transiently (a broker restarting, its coordinator
+        // moving) is waited out for as long as it lasts.
+        let mut backoff = Backoff::new(&self.config.retry);
         loop {
             let records = tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
-                polled = sub.poll(self.config.batch_max, self.config.poll_timeout) => polled?,
+                polled = sub.poll(self.config.batch_max, self.config.poll_timeout) => match polled {
+                    Ok(records) => records,
+                    Err(e) if e.is_transient() => {
+                        let wait = backoff.next_pause();
+                        tracing::warn!(view = P::NAME, error = %e, retry_in = ?wait, "poll failed; retrying");
+                        pause(wait, shutdown).await;
+                        continue;
+                    }
+                    Err(e) => return Err(e.into()),
+                },
             };
+            backoff = Backoff::new(&self.config.retry);
             if records.is_empty() {
                 continue;
             }
@@ -932,7 +946,7 @@ impl<P: Projection> ProjectionRunner<P> {
                 .await?;
             let positions = positions_after(&records);
             (store, _) = self.apply(store, records, &mut standing, &patience).await?;
-            self.commit(sub.as_mut(), &positions).await?;
+            self.commit(sub.as_mut(), &positions, &patience).await?;
         }
         tracing::info!(view = P::NAME, "stopped cleanly");
         Ok(())
@@ -944,7 +958,7 @@ impl<P: Projection> ProjectionRunner<P> {
     /// and finishes on its file's position alone.
     pub async fn catch_up(self) -> Result<CatchUp, ServiceError> {
         let started = Instant::now();
-        let patience = Patience::For(self.config.busy_limit);
+        let patience = Until::Elapsed(self.config.busy_limit);
         let (mut store, sub, mut standing, mut report) = self.begin(&patience).await?;
         let mut sub = Some(sub);
         let first = standing.done();
@@ -1019,7 +1033,7 @@ impl<P: Projection> ProjectionRunner<P> {
             let (next, counts) = self.apply(store, records, &mut standing, &patience).await?;
             store = next;
             report.counts += counts;
-            match self.commit(member.as_mut(), &positions).await {
+            match self.commit(member.as_mut(), &positions, &patience).await {
                 Ok(()) => Standing::raise(&mut standing.group, &positions),
                 // A newer member took the group over (another command catching the same view
                 // up). Waiting for its commits would wait forever should it die, so this one
@@ -1064,13 +1078,16 @@ impl<P: Projection> ProjectionRunner<P> {
         let store = tokio::task::spawn_blocking(move || ViewStore::<P>::open(&dir))
             .await
             .map_err(|_| ServiceError::Task(P::NAME))??;
-        if let Patience::For(limit) = patience {
+        if let Until::Elapsed(limit) = patience {
             store.set_busy_timeout((*limit).min(BUSY_TIMEOUT))?;
         }
         let topics = P::Source::topics();
         let names: Vec<&str> = topics.iter().map(String::as_str).collect();
         // Subscribing creates missing topics, so the offsets below can be asked for.
-        let sub = self.log.subscribe(P::GROUP, &names).await?;
+        let sub = retry(&self.config.retry, patience, "a view's subscribe", || {
+            self.log.subscribe(P::GROUP, &names)
+        })
+        .await?;
         // Last topic first: an event's causes are on earlier topics, so their ends, measured
         // later, are past them (see `Source::topics`).
         let mut target = Positions::new();
@@ -1286,24 +1303,21 @@ impl<P: Projection> ProjectionRunner<P> {
         Ok(store)
     }
 
-    /// Commit the group's positions, trying again a few times while the log is busy.
+    /// Commit the group's positions, trying again while the log fails transiently, for as
+    /// long as `patience` allows.
     async fn commit(
         &self,
         sub: &mut dyn Subscription,
         positions: &[Position],
+        patience: &Patience,
     ) -> Result<(), LogError> {
-        let mut backoff = Duration::from_millis(20);
-        for attempt in 1.. {
+        let mut retrier = Retrier::new(&self.config.retry, patience, "a view's commit");
+        loop {
             match sub.commit(positions).await {
-                Err(e) if e.is_transient() && attempt < 10 => {
-                    tracing::warn!(view = P::NAME, error = %e, attempt, "commit failed; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
-                }
-                other => return other,
+                Err(e) => retrier.wait_out(e).await?,
+                Ok(()) => return Ok(()),
             }
         }
-        unreachable!("the loop returns by its tenth attempt")
     }
 
     /// Decode and apply a batch; the file's positions as it leaves them become `held`.
@@ -1338,30 +1352,21 @@ impl<P: Projection> ProjectionRunner<P> {
         mut work: impl FnMut(&mut ViewStore<P>) -> Result<T, ServiceError> + Send + 'static,
     ) -> Result<(ViewStore<P>, T), ServiceError> {
         let patience = patience.clone();
+        let policy = self.config.retry.clone();
         let (store, result) = tokio::task::spawn_blocking(move || {
             let mut store = store;
             let started = Instant::now();
-            let mut backoff = Duration::from_millis(20);
-            loop {
-                let e = match work(&mut store) {
-                    Err(e) if e.is_transient() => e,
-                    other => return (store, other),
-                };
-                let waited = started.elapsed();
-                match &patience {
-                    Patience::For(limit) if waited >= *limit => {
-                        return (store, Err(still_locked(e, waited)))
-                    }
-                    Patience::For(limit) => backoff = backoff.min(*limit - waited),
-                    Patience::UntilShutdown(shutdown) if shutdown.is_cancelled() => {
-                        return (store, Err(e))
-                    }
-                    Patience::UntilShutdown(_) => {}
+            let result =
+                retry_blocking(&policy, &patience, "the view's file is busy; work", || {
+                    work(&mut store)
+                });
+            let result = match (result, &patience) {
+                (Err(e), Until::Elapsed(_)) if e.is_transient() => {
+                    Err(still_locked(e, started.elapsed()))
                 }
-                tracing::warn!(view = P::NAME, error = %e, "view busy; trying again");
-                std::thread::sleep(backoff);
-                backoff = (backoff * 2).min(Duration::from_secs(2));
-            }
+                (other, _) => other,
+            };
+            (store, result)
         })
         .await
         .map_err(|_| ServiceError::Task(P::NAME))?;

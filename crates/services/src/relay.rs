@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::faults::{CrashPoint, Faults};
 use crate::metrics::TeamMetrics;
+use crate::retry::{pause, Backoff, RetryPolicy};
 use crate::store::{connect, store_error};
 use crate::ServiceError;
 
@@ -109,7 +110,8 @@ impl Relay {
             faults,
         } = self;
         let outbox = Arc::new(std::sync::Mutex::new(outbox));
-        let mut backoff = Duration::from_millis(50);
+        let policy = RetryPolicy::default();
+        let mut backoff = Backoff::new(&policy);
         loop {
             // Read before peeking: an empty outbox ends a stopping relay only if the peek began
             // after the stop, so rows committed while a slow peek ran are not left behind.
@@ -133,15 +135,13 @@ impl Relay {
             let last = rows.last().expect("not empty").seq;
             let count = rows.len() as u64;
             match append_in_order(log.as_ref(), rows).await {
-                Ok(()) => backoff = Duration::from_millis(50),
+                Ok(()) => backoff = Backoff::new(&policy),
+                // Every failed append is tried again, transient or not (the rows are safe in the
+                // outbox), until the relay is stopped.
                 Err(e) => {
-                    tracing::warn!(error = %e, retry_in = ?backoff, "relay could not append; will retry");
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
-                        _ = shutdown.cancelled() => {}
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                    if shutdown.is_cancelled() {
+                    let wait = backoff.next_pause();
+                    tracing::warn!(error = %e, retry_in = ?wait, "relay could not append; will retry");
+                    if !pause(wait, &shutdown).await {
                         // Nothing is lost: the rows stay in the outbox for the next start.
                         return Err(e);
                     }

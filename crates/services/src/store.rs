@@ -33,6 +33,7 @@ use rusqlite::{
 };
 
 use crate::faults::{CrashPoint, Faults};
+use crate::retry::{retry_blocking, RetryPolicy, Until};
 use crate::ServiceError;
 
 /// One record read from `returnOrders`, decoded.
@@ -141,17 +142,12 @@ pub(crate) fn store_error<'p>(
 pub(crate) fn connect(team: &'static str, path: &Path) -> Result<Connection, ServiceError> {
     // Connections opening a new file at once can get SQLITE_BUSY at once, without the busy
     // handler (switching to WAL, or its first recovery): try again for a while.
-    let mut backoff = Duration::from_millis(5);
-    let started = std::time::Instant::now();
-    loop {
-        match try_connect(team, path) {
-            Err(e) if e.is_transient() && started.elapsed() < Duration::from_secs(10) => {
-                std::thread::sleep(backoff);
-                backoff = (backoff * 2).min(Duration::from_millis(200));
-            }
-            other => return other,
-        }
-    }
+    retry_blocking(
+        &RetryPolicy::default(),
+        &Until::Elapsed(Duration::from_secs(10)),
+        "opening a store",
+        || try_connect(team, path),
+    )
 }
 
 fn try_connect(team: &'static str, path: &Path) -> Result<Connection, ServiceError> {

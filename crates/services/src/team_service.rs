@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::faults::{CrashPoint, Faults};
 use crate::metrics::TeamMetrics;
 use crate::relay::{Outbox, Relay};
+use crate::retry::{pause, retry, retry_blocking, Backoff, Retrier, RetryPolicy, Until};
 use crate::store::{now_us, store_path, BatchReport, Input, TeamStore};
 use crate::{ServiceError, TeamFaultState};
 
@@ -31,59 +32,6 @@ impl Default for TeamConfig {
             batch_max: 5_000,
             poll_timeout: Duration::from_millis(200),
         }
-    }
-}
-
-/// How a team rides out a transient failure (its store busy or locked, the log unreachable on
-/// subscribe, poll, commit or the relay's append): it waits and tries the same work again, for
-/// as long as the failure lasts, pausing `first_backoff`, then twice as long each time, at most
-/// `max_backoff`. Such a failure never dead-letters a record and never stops the team; only
-/// shutdown ends the waiting. A permanent failure stops the team at once.
-#[derive(Debug, Clone)]
-pub struct RetryPolicy {
-    pub first_backoff: Duration,
-    pub max_backoff: Duration,
-    /// How long one store transaction waits for another connection's lock before it counts as
-    /// a failed (busy) try.
-    pub store_busy_timeout: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            first_backoff: Duration::from_millis(20),
-            max_backoff: Duration::from_secs(2),
-            store_busy_timeout: Duration::from_secs(10),
-        }
-    }
-}
-
-/// Pauses that double after each failure in a row, up to the policy's longest.
-struct Backoff {
-    next: Duration,
-    max: Duration,
-}
-
-impl Backoff {
-    fn new(policy: &RetryPolicy) -> Self {
-        Backoff {
-            next: policy.first_backoff,
-            max: policy.max_backoff,
-        }
-    }
-
-    fn next(&mut self) -> Duration {
-        let pause = self.next;
-        self.next = (self.next * 2).min(self.max);
-        pause
-    }
-}
-
-/// Wait `pause`, or less if `shutdown` comes first; false when it did.
-async fn pause(pause: Duration, shutdown: &CancellationToken) -> bool {
-    tokio::select! {
-        _ = tokio::time::sleep(pause) => true,
-        _ = shutdown.cancelled() => false,
     }
 }
 
@@ -186,22 +134,18 @@ impl<T: Team> TeamService<T> {
         let relay_stop = CancellationToken::new();
         let (mut relay_task, mut _abort_relay) = self.spawn_relay(&wake, &relay_stop)?;
 
-        let mut backoff = Backoff::new(&self.retry);
-        let mut sub = loop {
-            match self
-                .log
-                .subscribe(&team_group(T::NAME), &[RETURN_ORDERS])
-                .await
-            {
-                Ok(sub) => break Some(sub),
-                Err(e) if e.is_transient() => {
-                    tracing::warn!(team = T::NAME, error = %e, "cannot subscribe yet; retrying");
-                    if !pause(backoff.next(), &shutdown).await {
-                        break None;
-                    }
-                }
-                Err(e) => return Err(e.into()),
-            }
+        let group = team_group(T::NAME);
+        let subscribed = retry(
+            &self.retry,
+            &Until::Stopped(shutdown.clone()),
+            "subscribing",
+            || self.log.subscribe(&group, &[RETURN_ORDERS]),
+        )
+        .await;
+        let mut sub = match subscribed {
+            Ok(sub) => Some(sub),
+            Err(e) if e.is_transient() => None,
+            Err(e) => return Err(e.into()),
         };
         tracing::info!(team = T::NAME, "subscribed to {RETURN_ORDERS}");
         // Polls reset the poll backoff; a relay that keeps failing has its own.
@@ -220,7 +164,7 @@ impl<T: Team> TeamService<T> {
                         Ok(Ok(())) | Err(_) => return Err(ServiceError::Task(T::NAME)),
                     };
                     tracing::warn!(team = T::NAME, error = %e, "relay failed; restarting it");
-                    pause(relay_backoff.next(), &shutdown).await;
+                    pause(relay_backoff.next_pause(), &shutdown).await;
                     (relay_task, _abort_relay) = self.spawn_relay(&wake, &relay_stop)?;
                     continue;
                 }
@@ -228,7 +172,7 @@ impl<T: Team> TeamService<T> {
                     Ok(records) => records,
                     Err(e) if e.is_transient() => {
                         tracing::warn!(team = T::NAME, error = %e, "poll failed; retrying");
-                        pause(backoff.next(), &shutdown).await;
+                        pause(backoff.next_pause(), &shutdown).await;
                         continue;
                     }
                     Err(e) => return Err(e.into()),
@@ -317,21 +261,17 @@ fn apply_with_retry<T: Team>(
     retry: &RetryPolicy,
     shutdown: &CancellationToken,
 ) -> Result<BatchReport, ServiceError> {
-    let mut backoff = Backoff::new(retry);
-    loop {
-        if schedule.fails_now() {
-            tracing::warn!(team = T::NAME, "scheduled error; retrying the batch");
-            std::thread::sleep(backoff.next());
-            continue;
-        }
-        match store.apply(inputs, faults) {
-            Err(e) if e.is_transient() && !shutdown.is_cancelled() => {
-                tracing::warn!(team = T::NAME, error = %e, "store busy; retrying the batch");
-                std::thread::sleep(backoff.next());
-            }
-            other => return other,
-        }
+    let mut scheduled = Backoff::new(retry);
+    while schedule.fails_now() {
+        tracing::warn!(team = T::NAME, "scheduled error; retrying the batch");
+        std::thread::sleep(scheduled.next_pause());
     }
+    retry_blocking(
+        retry,
+        &Until::Stopped(shutdown.clone()),
+        "applying a batch (the store is busy)",
+        || store.apply(inputs, faults),
+    )
 }
 
 /// Commit positions, trying again for as long as the log fails transiently (a broker down or
@@ -345,18 +285,12 @@ async fn commit_with_retry(
     retry: &RetryPolicy,
     shutdown: &CancellationToken,
 ) -> Result<(), ServiceError> {
-    let mut backoff = Backoff::new(retry);
-    let mut attempt = 1;
+    let until = Until::Stopped(shutdown.clone());
+    let mut retrier = Retrier::new(retry, &until, "commit");
     loop {
         match sub.commit(positions).await {
-            Err(e) if e.is_transient() && !shutdown.is_cancelled() => {
-                tracing::warn!(error = %e, attempt, "commit failed; retrying");
-                if !pause(backoff.next(), shutdown).await {
-                    return Err(e.into());
-                }
-                attempt += 1;
-            }
-            other => return Ok(other?),
+            Err(e) => retrier.wait_out(e).await?,
+            Ok(()) => return Ok(()),
         }
     }
 }

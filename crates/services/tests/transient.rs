@@ -300,3 +300,54 @@ async fn a_stop_does_not_wait_for_appends_the_log_never_answers() {
     assert_eq!(outbox(), 0);
     assert_eq!(env.read_all(&team_topic(Sales::NAME)).await.len(), 50);
 }
+
+/// User Support's status view, following the log as `serve` runs it, rides out the same
+/// failing commits as a team does (it used to give up after 10 tries, and `serve` with it):
+/// it keeps running, commits everything once the log answers, and stops cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_view_waits_out_a_log_that_fails_its_commits_for_a_while() {
+    use returns_services::projection::ProjectionConfig;
+    use returns_services::status::{StatusStore, StatusView};
+    use returns_services::{Projection, ProjectionRunner};
+
+    let env = Env::new().await;
+    env.publish(12, 0..200).await;
+    let flaky = Arc::new(FlakyLog {
+        inner: Arc::clone(&env.log),
+        commit_failures: 25,
+        commits_failed: Arc::new(AtomicU32::new(0)),
+        append_failures: 0,
+        appends_failed: AtomicU32::new(0),
+        appends_hang: false,
+    });
+    let stop = CancellationToken::new();
+    let view = tokio::spawn(
+        ProjectionRunner::<StatusView>::new(Arc::clone(&flaky) as Arc<dyn EventLog>, env.data())
+            .with_config(ProjectionConfig {
+                batch_max: 40,
+                retry: quick_retries(),
+                ..ProjectionConfig::default()
+            })
+            .run(stop.clone()),
+    );
+    let deadline = tokio::time::Instant::now() + common::DEADLINE;
+    while env.log.lag(StatusView::GROUP, RETURN_ORDERS).await.unwrap() > 0 {
+        assert!(
+            !view.is_finished(),
+            "the view stopped after {} failed commits",
+            flaky.commits_failed.load(Ordering::SeqCst)
+        );
+        assert!(tokio::time::Instant::now() < deadline, "never caught up");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(flaky.commits_failed.load(Ordering::SeqCst), 25);
+    stop.cancel();
+    view.await.unwrap().expect("a clean stop");
+    assert_eq!(
+        StatusStore::open(&env.data())
+            .unwrap()
+            .returns_known()
+            .unwrap(),
+        200
+    );
+}
