@@ -15,16 +15,18 @@ use returns_domain::Generator;
 use returns_eventlog::{team_group, EventLog, RETURN_ORDERS};
 use returns_services::intake::USER_SUPPORT;
 use returns_services::metrics::{new_histogram, Latency, TeamSnapshot};
-use returns_services::{spawn_team, IntakeStore, Publisher, TeamMetrics, TeamName};
+use returns_services::pipeline::RelayEnd;
+use returns_services::{IntakeStore, Pipeline, Publisher, TeamMetrics, TeamName};
 use serde::Serialize;
 use tokio::sync::Notify;
-use tokio_util::sync::CancellationToken;
 
 use crate::config::Global;
 use crate::shutdown;
 
 /// Requests per intake transaction.
 const PUBLISH_CHUNK: u64 = 2_000;
+/// How long the relay may take to empty the outbox once the run is over (or interrupted).
+const RELAY_GRACE: Duration = Duration::from_secs(30);
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -74,35 +76,15 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     let waiting = store.waiting()?;
     let first_index = Publisher::new(Arc::clone(&log)).records_on_topic().await? + waiting;
     let shutdown = shutdown::on_signal();
-    let stop_teams = shutdown.child_token();
     let wake = Arc::new(Notify::new());
-    let relay_metrics = Arc::new(TeamMetrics::new(USER_SUPPORT));
-    let relay = store.relay(
-        Arc::clone(&log),
-        Arc::clone(&wake),
-        Arc::clone(&relay_metrics),
-    )?;
-    let stop_relay = CancellationToken::new();
-    let mut relay = tokio::spawn(relay.run(stop_relay.clone()));
-    let store = Arc::new(std::sync::Mutex::new(store));
-
     let metrics: Vec<(TeamName, Arc<TeamMetrics>)> = TeamName::ALL
         .iter()
         .map(|t| (*t, Arc::new(TeamMetrics::new(t.as_str()))))
         .collect();
-    let mut handles = Vec::new();
-    for (team, m) in &metrics {
-        handles.push((
-            *team,
-            spawn_team(
-                *team,
-                Arc::clone(&log),
-                data.clone(),
-                Arc::clone(m),
-                stop_teams.clone(),
-            ),
-        ));
-    }
+    let running = Pipeline::new(Arc::clone(&log), data.clone(), &store, Arc::clone(&wake))?
+        .with_teams(metrics.iter().map(|(t, m)| (*t, Arc::clone(m))))
+        .start();
+    let store = Arc::new(std::sync::Mutex::new(store));
 
     let bars = Bars::new(args.returns, &metrics, args.json);
     let started = Instant::now();
@@ -133,24 +115,21 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     if already_accepted > 0 {
         eprintln!(
             "{already_accepted} of these returns were accepted before by User Support's store in \
-             {} (not published again); is that --data used with another log?",
+             {} (not published again)",
             data.display()
         );
     }
     // Wait until User Support's outbox is empty (whoever emptied it) and every team has
     // committed everything on the topic.
+    let mut failed = None;
     loop {
         bars.tick(&metrics);
         if shutdown.is_cancelled() {
             break;
         }
-        if relay.is_finished() {
-            stop_teams.cancel();
-            (&mut relay)
-                .await
-                .context("User Support's relay panicked")?
-                .context("User Support's relay failed")?;
-            bail!("User Support's relay stopped before publishing every return");
+        if let Some(part) = running.stopped_on_its_own() {
+            failed = Some(part);
+            break;
         }
         let intake = Arc::clone(&store);
         let outbox_empty = tokio::task::spawn_blocking(move || {
@@ -165,15 +144,6 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
             tokio::time::sleep(Duration::from_millis(20)).await;
             continue;
         }
-        if let Some(i) = handles.iter().position(|(_, h)| h.is_finished()) {
-            stop_teams.cancel();
-            let (team, handle) = handles.swap_remove(i);
-            handle
-                .await
-                .with_context(|| format!("the {team} team panicked"))?
-                .with_context(|| format!("the {team} team failed"))?;
-            bail!("the {team} team stopped before handling every return");
-        }
         let mut behind = 0;
         for (team, _) in &metrics {
             behind += log.lag(&team_group(team.as_str()), RETURN_ORDERS).await?;
@@ -185,17 +155,32 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     }
     let elapsed = started.elapsed();
     // The relay empties the outbox before it stops; if the log fails meanwhile, the rest stays
-    // there for the next run.
-    stop_relay.cancel();
-    if let Err(e) = relay.await.context("User Support's relay panicked")? {
+    // there for the next run. Then the teams finish and commit their batch.
+    let stopped = running.stop(RELAY_GRACE).await;
+    if let Some(part) = failed {
+        let why: Vec<String> = stopped
+            .failures
+            .iter()
+            .map(|(part, e)| format!("{part}: {e}"))
+            .chain(match &stopped.relay {
+                RelayEnd::Left(e) => Some(format!("{USER_SUPPORT}: {e}")),
+                _ => None,
+            })
+            .collect();
+        bail!(
+            "{part} stopped before every return was handled: {}",
+            if why.is_empty() {
+                "no error given".to_string()
+            } else {
+                why.join("; ")
+            }
+        );
+    }
+    if let RelayEnd::Left(e) = &stopped.relay {
         eprintln!("User Support's relay stopped with records left in its outbox: {e}");
     }
-    stop_teams.cancel();
-    for (team, handle) in handles {
-        handle
-            .await
-            .with_context(|| format!("the {team} team panicked"))?
-            .with_context(|| format!("the {team} team failed"))?;
+    if let Some((part, e)) = stopped.failures.into_iter().next() {
+        return Err(anyhow::Error::new(e).context(format!("{part} failed")));
     }
     bars.finish(&metrics);
     if shutdown.is_cancelled() {

@@ -18,11 +18,9 @@ use anyhow::{bail, Context};
 use returns_http::{
     api_routes, dashboard_routes, intake_routes, json_fallbacks, require_token, Api, Intake, Token,
 };
-use returns_services::analytics::Analytics;
 use returns_services::intake::USER_SUPPORT;
-use returns_services::status::StatusView;
-use returns_services::{ProjectionRunner, ServiceError, Supervisor, TeamMetrics, TeamName};
-use tokio::task::JoinHandle;
+use returns_services::pipeline::{RelayEnd, Running};
+use returns_services::{Pipeline, TeamMetrics, TeamName};
 use tokio_util::sync::CancellationToken;
 
 use crate::cmd::publish::LogOpener;
@@ -161,48 +159,31 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
             log.wait(None).await?
         }
     };
-    let stop_work = CancellationToken::new();
-    let mut workers: Vec<(&'static str, JoinHandle<Result<(), ServiceError>>)> = Vec::new();
-    let mut supervisor = None;
+    let mut pipeline = None;
     if let Some(log) = &log {
-        let relay = intake
-            .store()
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .relay(
-                Arc::clone(log),
-                intake.wake(),
-                Arc::new(TeamMetrics::new(USER_SUPPORT)),
-            )?;
-        workers.push((USER_SUPPORT, tokio::spawn(relay.run(stop_work.clone()))));
-        // The teams run under a supervisor: the dashboard can take one offline and back.
-        let teams = Arc::new(Supervisor::start(
+        // The teams run under a supervisor: the dashboard can take one offline and back. The
+        // views the read side answers from are followed rather than caught up per request; the
+        // status view shows the dashboard's lanes what it reads.
+        let running = Pipeline::new(
             Arc::clone(log),
             data.clone(),
-            teams
-                .iter()
-                .map(|(team, metrics)| (*team, Arc::clone(metrics))),
-        ));
-        api.teams_started(Arc::clone(&teams));
-        supervisor = Some(teams);
-        // The views the read side answers from, followed rather than caught up per request;
-        // the status view shows the dashboard's lanes what it reads.
-        let status = ProjectionRunner::<StatusView>::new(Arc::clone(log), data.clone())
-            .with_tap(api.live().tap());
-        workers.push((
-            "the status view",
-            tokio::spawn(status.run(stop_work.clone())),
-        ));
-        let analytics = ProjectionRunner::<Analytics>::new(Arc::clone(log), data.clone());
-        workers.push((
-            "the analytics view",
-            tokio::spawn(analytics.run(stop_work.clone())),
-        ));
+            &intake
+                .store()
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+            intake.wake(),
+        )?
+        .with_teams(teams)
+        .with_views()
+        .with_status_tap(api.live().tap())
+        .start();
+        api.teams_started(Arc::clone(running.teams()));
         api.log_opened(Arc::clone(log));
         eprintln!(
             "{} answers: publishing accepted returns; the five teams and the two views run",
             log.describe()
         );
+        pipeline = Some(running);
     }
 
     // Until a signal, or until something stops on its own (a failure).
@@ -213,11 +194,8 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
         if http.is_finished() {
             break Some("the HTTP server");
         }
-        if let Some((name, _)) = workers.iter().find(|(_, w)| w.is_finished()) {
-            break Some(*name);
-        }
-        if let Some(team) = supervisor.as_ref().and_then(|s| s.stopped_on_its_own()) {
-            break Some(team.as_str());
+        if let Some(part) = pipeline.as_ref().and_then(Running::stopped_on_its_own) {
+            break Some(part);
         }
         tokio::select! {
             _ = shutdown.cancelled() => {}
@@ -226,7 +204,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     };
 
     // Stop taking requests and finish those in flight (the dashboard's streams end at once);
-    // then the relay and the teams.
+    // then the relay, the teams and the views.
     api.close_streams();
     stop_http.cancel();
     let served = tokio::time::timeout(GRACE, &mut http).await;
@@ -234,43 +212,25 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
         http.abort();
         tracing::warn!("requests still in flight after the grace period were dropped");
     }
-    stop_work.cancel();
-    let _ = live.await;
     let mut errors = Vec::new();
     if let Ok(Ok(Err(e))) = served {
         errors.push(format!("the HTTP server failed: {e}"));
     }
-    for (name, mut task) in workers {
-        let ended = if name == USER_SUPPORT {
-            // An append under way to a log that is down may take long: its records stay in
-            // the outbox, and a repeat carries the same event ids, which the teams drop.
-            match tokio::time::timeout(GRACE, &mut task).await {
-                Ok(ended) => ended,
-                Err(_) => {
-                    task.abort();
-                    continue;
-                }
-            }
-        } else {
-            task.await
-        };
-        match ended {
-            Ok(Ok(())) => {}
+    if let Some(running) = pipeline {
+        let stopped = running.stop(GRACE).await;
+        match stopped.relay {
             // The log did not take the outbox: it stays there for the next start.
-            Err(e) => errors.push(format!("{name} panicked: {e}")),
-            Ok(Err(e)) if name == USER_SUPPORT && failed.is_none() => {
+            RelayEnd::Left(e) if failed.is_none() => {
                 tracing::info!(error = %e, "the relay stopped with records left");
             }
-            Ok(Err(e)) => errors.push(format!("{name} failed: {e}")),
+            RelayEnd::Left(e) => errors.push(format!("{USER_SUPPORT} failed: {e}")),
+            RelayEnd::Emptied | RelayEnd::OutOfTime => {}
+        }
+        for (part, e) in stopped.failures {
+            errors.push(format!("{part} failed: {e}"));
         }
     }
-    if let Some(supervisor) = &supervisor {
-        for (team, ended) in supervisor.stop().await {
-            if let Err(e) = ended {
-                errors.push(format!("{team} failed: {e}"));
-            }
-        }
-    }
+    let _ = live.await;
     let waiting = intake
         .store()
         .lock()

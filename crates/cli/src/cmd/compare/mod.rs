@@ -23,9 +23,9 @@ use anyhow::{bail, Context};
 use returns_domain::Generator;
 use returns_eventlog::{team_group, EventLog, RETURN_ORDERS};
 use returns_http::orchestrator::{CallPolicy, Orchestrator, Submission};
-use returns_services::intake::USER_SUPPORT;
+use returns_services::pipeline::RelayEnd;
 use returns_services::{
-    spawn_team_scheduled, FaultPlan, Publisher, RunClock, TeamMetrics, TeamName,
+    FaultPlan, Pipeline, Publisher, RunClock, Supervisor, TeamFaultState, TeamMetrics, TeamName,
 };
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -33,6 +33,9 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Global;
 use crate::shutdown;
 use report::Comparison;
+
+/// How long User Support's relay may take to empty its outbox once the run is over.
+const RELAY_GRACE: Duration = Duration::from_secs(30);
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -215,29 +218,33 @@ impl Runner<'_> {
             .await?;
         let intake = returns_http::Intake::open(&self.es_dir)
             .context("cannot open the event-sourced User Support's store")?;
-        let relay = intake
-            .store()
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .relay(
-                Arc::clone(&self.log),
-                intake.wake(),
-                Arc::new(TeamMetrics::new(USER_SUPPORT)),
-            )?;
-        let stop_relay = CancellationToken::new();
-        let relaying = tokio::spawn(relay.run(stop_relay.clone()));
-        let supervisors: Vec<JoinHandle<anyhow::Result<()>>> = TeamName::ALL
+        let schedules: Vec<(TeamName, TeamFaultState)> = TeamName::ALL
             .into_iter()
-            .map(|team| {
-                tokio::spawn(supervise(
-                    team,
-                    Arc::clone(&self.log),
-                    self.es_dir.clone(),
-                    self.plan.for_team(team, &clock, self.args.seed),
-                    stop.clone(),
-                ))
-            })
+            .map(|team| (team, self.plan.for_team(team, &clock, self.args.seed)))
             .collect();
+        let running = Pipeline::new(
+            Arc::clone(&self.log),
+            self.es_dir.clone(),
+            &intake
+                .store()
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+            intake.wake(),
+        )?
+        .with_scheduled_teams(schedules.iter().map(|(team, faults)| {
+            (
+                *team,
+                Arc::new(TeamMetrics::new(team.as_str())),
+                faults.clone(),
+            )
+        }))
+        .start();
+        // Each team is offline while its schedule says it is down.
+        let outages = tokio::spawn(follow_outages(
+            Arc::clone(running.teams()),
+            schedules,
+            stop.clone(),
+        ));
 
         // User Support submits the same return to both models at the same moment.
         let generator = Generator::new(self.args.seed);
@@ -296,7 +303,10 @@ impl Runner<'_> {
         let deadline =
             started + faults_end.max(clock.elapsed()) + Duration::from_secs(self.args.settle_secs);
         loop {
-            if self.interrupted.is_cancelled() || Instant::now() > deadline {
+            if self.interrupted.is_cancelled()
+                || Instant::now() > deadline
+                || running.stopped_on_its_own().is_some()
+            {
                 break;
             }
             // On the blocking pool: the submissions hold the same store there.
@@ -315,10 +325,14 @@ impl Runner<'_> {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         stop.cancel();
-        stop_relay.cancel();
+        outages.await.context("the outage schedule panicked")??;
+        if let Some(part) = running.stopped_on_its_own() {
+            bail!("{part} stopped on its own");
+        }
+        let stopped = running.stop(RELAY_GRACE).await;
         // A log that refuses the records (too large, say) leaves them in the outbox: the report
         // counts those returns as accepted and never complete, rather than being lost itself.
-        if let Err(e) = relaying.await.context("User Support's relay panicked")? {
+        if let RelayEnd::Left(e) = &stopped.relay {
             let waiting = intake
                 .store()
                 .lock()
@@ -328,8 +342,8 @@ impl Runner<'_> {
                 "warning: User Support's relay stopped with {waiting} return(s) not published: {e}"
             );
         }
-        for s in supervisors {
-            s.await.context("a team supervisor panicked")??;
+        if let Some((part, e)) = stopped.failures.into_iter().next() {
+            return Err(anyhow::Error::new(e).context(format!("the {part} team failed")));
         }
         for s in servers {
             s.await.context("a team server panicked")??;
@@ -362,66 +376,31 @@ impl Runner<'_> {
     }
 }
 
-/// Keep one event-sourced team running except while it is scheduled to be down.
-async fn supervise(
-    team: TeamName,
-    log: Arc<dyn EventLog>,
-    dir: PathBuf,
-    faults: returns_services::TeamFaultState,
+/// Takes each event-sourced team offline while its schedule says it is down, and back online
+/// after, until `stop`.
+async fn follow_outages(
+    teams: Arc<Supervisor>,
+    schedules: Vec<(TeamName, TeamFaultState)>,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
-    let metrics = Arc::new(TeamMetrics::new(team.as_str()));
-    let mut running: Option<(
-        CancellationToken,
-        JoinHandle<Result<(), returns_services::ServiceError>>,
-    )> = None;
     while !stop.is_cancelled() {
-        let up = !faults.is_down();
-        match (&running, up) {
-            (None, true) => {
-                let token = stop.child_token();
-                let handle = spawn_team_scheduled(
-                    team,
-                    Arc::clone(&log),
-                    dir.clone(),
-                    Arc::clone(&metrics),
-                    faults.clone(),
-                    token.clone(),
-                );
-                running = Some((token, handle));
+        for (team, faults) in &schedules {
+            let up = !faults.is_down();
+            if teams.state(*team).is_some_and(|s| s.online != up) {
+                teams.set_online(*team, up).await.with_context(|| {
+                    format!(
+                        "cannot take the {team} team {}",
+                        if up { "online" } else { "offline" }
+                    )
+                })?;
             }
-            (Some(_), false) => {
-                let (token, handle) = running.take().expect("running");
-                token.cancel();
-                finish(team, handle).await?;
-            }
-            (Some((_, handle)), true) if handle.is_finished() && !stop.is_cancelled() => {
-                let (_, handle) = running.take().expect("running");
-                finish(team, handle).await?;
-                bail!("the {team} team stopped on its own");
-            }
-            _ => {}
         }
         tokio::select! {
             _ = stop.cancelled() => {}
             _ = tokio::time::sleep(Duration::from_millis(10)) => {}
         }
     }
-    if let Some((token, handle)) = running {
-        token.cancel();
-        finish(team, handle).await?;
-    }
     Ok(())
-}
-
-async fn finish(
-    team: TeamName,
-    handle: JoinHandle<Result<(), returns_services::ServiceError>>,
-) -> anyhow::Result<()> {
-    handle
-        .await
-        .with_context(|| format!("the {team} team panicked"))?
-        .with_context(|| format!("the {team} team failed"))
 }
 
 async fn join_all(tasks: Vec<JoinHandle<Submitted>>) -> anyhow::Result<Vec<Submitted>> {
