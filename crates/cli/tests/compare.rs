@@ -8,8 +8,8 @@ use std::sync::Mutex;
 use returns_domain::Generator;
 use serde_json::Value;
 
-/// One comparison at a time: each runs two models on a fixed submission schedule, and the
-/// fault windows are in seconds of that schedule, so they must not share the two cores.
+/// One comparison at a time: each runs two models on a fixed submission schedule, and two of
+/// them at once would share the two cores.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 fn compare(dir: &Path, log: Option<&str>, args: &[&str]) -> Value {
@@ -127,7 +127,9 @@ fn without_faults_both_models_agree_on_kafka_too() {
 
 fn outage_run(log: Option<&str>) {
     let dir = tempfile::tempdir().unwrap();
-    // 400 returns over 2 s; Manufacturing is down from 0.5 s to 1.5 s.
+    // 400 returns over 2 s; Manufacturing is down for as long as they are being submitted (a
+    // window given by a condition, the last submission, not by seconds on a clock that a loaded
+    // machine would shift against the submissions).
     let v = compare(
         dir.path(),
         log,
@@ -137,29 +139,26 @@ fn outage_run(log: Option<&str>) {
             "--rate",
             "200",
             "--outage",
-            "manufacturing@0.5..1.5",
+            "manufacturing",
         ],
     );
-    // Traditional: the returns submitted during the outage are refused, and those that
-    // reached Sales and Inventory first are left partial, lacking Manufacturing (and
-    // Accounting, which comes after it and was never called).
-    // About 200 returns are due during the outage. How many of them User Support gets to
-    // Manufacturing inside the window depends on how fast its calls go (a loaded machine
-    // queues them, and the queue drains after the window): at least a tenth, on any machine.
-    let refused = n(&v, "traditional", "refused");
-    assert!(
-        refused >= 20,
-        "about 200 returns are due during the outage: {v}"
-    );
-    assert_eq!(n(&v, "traditional", "partial"), refused, "{v}");
+    assert_eq!(v["outages"][0]["team"], "manufacturing", "{v}");
+    // Traditional: every return is refused, and left partial where it got to: Sales and
+    // Inventory did their part; Manufacturing was down, and Accounting, after it, was never
+    // called.
+    assert_eq!(n(&v, "traditional", "accepted"), 0, "{v}");
+    assert_eq!(n(&v, "traditional", "refused"), 400, "{v}");
+    assert_eq!(n(&v, "traditional", "partial"), 400, "{v}");
     assert_eq!(
-        v["traditional"]["missing_by_team"]["manufacturing"].as_u64(),
-        Some(refused),
+        v["traditional"]["missing_by_team"],
+        serde_json::json!({"manufacturing": 400, "accounting": 400}),
         "{v}"
     );
-    assert_eq!(n(&v, "traditional", "complete"), 400 - refused);
+    assert_eq!(n(&v, "traditional", "complete"), 0, "{v}");
     assert!(v["traditional"]["converge_ms"].is_null(), "{v}");
-    // Event-sourced: every return accepted, none lost or doubled, all complete after.
+    // Event-sourced: User Support accepted every return while Manufacturing did nothing at all
+    // (it waits for no team), and all are complete once Manufacturing is back: none lost or
+    // doubled.
     assert_eq!(n(&v, "event_sourced", "accepted"), 400, "{v}");
     assert_eq!(n(&v, "event_sourced", "refused"), 0);
     assert_eq!(n(&v, "event_sourced", "lost"), 0, "{v}");
@@ -167,7 +166,6 @@ fn outage_run(log: Option<&str>) {
     assert_eq!(n(&v, "event_sourced", "complete"), 400, "{v}");
     assert_eq!(n(&v, "event_sourced", "partial"), 0, "{v}");
     assert!(v["event_sourced"]["converge_ms"].is_u64(), "{v}");
-    assert_eq!(v["outages"][0]["team"], "manufacturing");
 }
 
 #[test]
@@ -205,11 +203,15 @@ fn a_slow_team_slows_user_support_only_in_the_traditional_model() {
             &dir.path().join("chart.svg").display().to_string(),
         ],
     );
-    // Every traditional submission waits for Inventory's 300 ms; publishing does not.
+    // Every traditional submission waits for Inventory's 300 ms: a floor that follows from the
+    // injected latency, which a loaded machine can only raise.
     let trad_p50 = v["traditional"]["latency_ms"]["p50"].as_f64().unwrap();
-    let es_p99 = v["event_sourced"]["latency_ms"]["p99"].as_f64().unwrap();
     assert!(trad_p50 >= 300.0, "traditional p50 {trad_p50} ms: {v}");
-    assert!(es_p99 < 300.0, "event-sourced p99 {es_p99} ms: {v}");
+    // How fast the event-sourced submissions are is a claim about speed, for `returns compare`
+    // to show a person (and a benchmark to track), not for a test on a shared machine to bound.
+    // That User Support waits for no team there is asserted by a condition instead: the outage
+    // tests above, where it accepts every return while a team is down for the whole run.
+    assert_eq!(n(&v, "event_sourced", "accepted"), 100, "{v}");
     for model in ["traditional", "event_sourced"] {
         assert_eq!(n(&v, model, "complete"), 100, "{model}: {v}");
     }

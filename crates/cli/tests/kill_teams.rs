@@ -6,8 +6,9 @@
 //! with nothing left in an outbox.
 //!
 //! A kill only hits a process that has joined its consumer group, after a random delay from that
-//! moment, so every kill lands in a process that is handling returns (or waiting for the next
-//! chunk), never in one still starting up. A killed member stays in its group until its session
+//! moment and, while chunks are still being published, once it has returns it has not finished
+//! (a lag): so kills land in a process that is handling returns, never in one still starting up.
+//! The test asserts that they did: most kills, and one of every team's at least, found a lag. A killed member stays in its group until its session
 //! times out (10 s), so a restarted team waits about that long before it gets partitions back:
 //! the kills of one team are about 10 s apart, and the returns are published over about 30 s.
 //!
@@ -34,6 +35,11 @@ const CHUNK: u64 = 1_000;
 const CHUNK_EVERY: Duration = Duration::from_millis(1_500);
 /// 3 kills for each of the 4 teams: 12 in all.
 const KILLS_PER_TEAM: u32 = 3;
+/// Of the 12 kills, at least this many must hit a process with returns it had not finished (a
+/// lag at the kill), and at least one of every team's. (A kill waits for a lag only while chunks
+/// are still coming, and the team may finish them between that look and the kill: 10 of 12 in
+/// a typical run.)
+const MIN_KILLS_WITH_WORK: usize = 6;
 /// A process may be killed this long (at most) after it got its partitions.
 const MAX_DELAY_AFTER_ASSIGNED_MS: u64 = 1_500;
 /// Between two kills (of any teams), at least 0.3 s and at most 1.2 s.
@@ -69,7 +75,7 @@ async fn teams_killed_at_random_moments_end_with_one_effect_per_return_and_repla
     // When the current process of each team may be killed: set once it has its partitions.
     let mut killable_at: BTreeMap<&str, Option<Instant>> =
         TEAMS.iter().map(|t| (*t, None)).collect();
-    // (team, seconds into the test, the team's lag on returnOrders just before the kill)
+    // (team, seconds into the test, the team's lag on returnOrders at the kill)
     let mut kills: Vec<(&str, f64, u64)> = Vec::new();
     let chunks = RETURNS / CHUNK;
     let mut published = 0u64;
@@ -108,19 +114,33 @@ async fn teams_killed_at_random_moments_end_with_one_effect_per_return_and_repla
 
         // The next kill: a killable team among those killed least so far.
         if now >= next_kill_at {
-            let candidates: Vec<&'static str> = TEAMS
-                .into_iter()
-                .filter(|t| teams.kills()[t] < KILLS_PER_TEAM)
-                .filter(|t| killable_at[t].is_some_and(|at| now >= at))
-                .collect();
+            let mut candidates: Vec<&'static str> = Vec::new();
+            for team in TEAMS {
+                if teams.kills()[team] >= KILLS_PER_TEAM
+                    || killable_at[team].is_none_or(|at| now < at)
+                {
+                    continue;
+                }
+                // While returns are still being published, a kill waits for the team to have
+                // some it has not finished (the next chunk is at most 1.5 s away): a fast team
+                // is otherwise often idle between chunks. After, any moment will do.
+                if published < chunks && common::lag(&log, team).await.expect("read a lag") == 0 {
+                    continue;
+                }
+                candidates.push(team);
+            }
             let fewest = candidates.iter().map(|t| teams.kills()[t]).min();
             let least_killed: Vec<&'static str> = candidates
                 .into_iter()
                 .filter(|t| Some(teams.kills()[t]) == fewest)
                 .collect();
             if let Some(team) = least_killed.choose(&mut rng).copied() {
-                let behind = common::lag(&log, team).await.expect("read a lag");
                 teams.kill_and_restart(team);
+                // Read after the kill, the lag is what the killed process left unfinished: its
+                // group's position cannot move until the next generation has its partitions
+                // (after the dead member's session, seconds away), and nothing is published
+                // before this read.
+                let behind = common::lag(&log, team).await.expect("read a lag");
                 killable_at.insert(team, None);
                 kills.push((team, started.elapsed().as_secs_f64(), behind));
                 next_kill_at =
@@ -176,5 +196,23 @@ async fn teams_killed_at_random_moments_end_with_one_effect_per_return_and_repla
                 .unwrap_or("?")
         );
     }
-    assert!(kills.len() >= 10, "at least ten kills: {}", kills.len());
+    // The kills were the planned ones, and they hit work in flight: processes killed with
+    // returns they had not finished (a lag at the kill), at least one of every team's.
+    assert_eq!(
+        teams.kills().values().copied().collect::<Vec<_>>(),
+        [KILLS_PER_TEAM; TEAMS.len()],
+        "{per_team:?}"
+    );
+    assert!(
+        with_work >= MIN_KILLS_WITH_WORK,
+        "{with_work} of {} kills hit a process with returns unfinished, fewer than \
+         {MIN_KILLS_WITH_WORK}: {kills:?}",
+        kills.len()
+    );
+    for team in TEAMS {
+        assert!(
+            kills.iter().any(|(t, _, behind)| *t == team && *behind > 0),
+            "no kill of {team} hit it with returns unfinished: {kills:?}"
+        );
+    }
 }

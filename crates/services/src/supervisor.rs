@@ -233,9 +233,15 @@ fn spawn(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use async_trait::async_trait;
     use returns_domain::Generator;
-    use returns_eventlog::{team_group, RETURN_ORDERS};
+    use returns_eventlog::testkit::Wrapper;
+    use returns_eventlog::{team_group, LogError, Position, Record, Subscription, RETURN_ORDERS};
+    use std::collections::BTreeSet;
+    use std::future::Future;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::time::{Duration, Instant};
+    use tokio::sync::watch;
 
     async fn committed(log: &Arc<dyn EventLog>, team: TeamName) -> u64 {
         log.committed(&team_group(team.as_str()), RETURN_ORDERS)
@@ -256,16 +262,133 @@ mod tests {
         }
     }
 
+    /// A log that watches its subscriptions: how many are open per group now and at most at
+    /// once (a copy of a team runs exactly as long as its subscription is open), and, once
+    /// `hold` is called, commits that wait at a gate until `release`: a batch held that way is
+    /// in the service's hands, applied and not committed, for as long as the test wants.
+    struct Watched {
+        inner: Arc<dyn EventLog>,
+        open: Arc<Mutex<BTreeMap<String, (usize, usize)>>>,
+        held: Arc<AtomicBool>,
+        at_gate: Arc<AtomicUsize>,
+        gate: watch::Sender<bool>,
+    }
+
+    impl Watched {
+        fn new(inner: Arc<dyn EventLog>) -> Arc<Watched> {
+            Arc::new(Watched {
+                inner,
+                open: Arc::default(),
+                held: Arc::default(),
+                at_gate: Arc::default(),
+                gate: watch::Sender::new(false),
+            })
+        }
+
+        /// (open now, most open at once) for `team`'s group.
+        fn subscriptions(&self, team: TeamName) -> (usize, usize) {
+            let open = self.open.lock().unwrap();
+            open.get(&team_group(team.as_str()))
+                .copied()
+                .unwrap_or((0, 0))
+        }
+
+        fn hold(&self) {
+            self.held.store(true, Ordering::SeqCst);
+        }
+
+        fn release(&self) {
+            self.held.store(false, Ordering::SeqCst);
+            self.gate.send_replace(true);
+        }
+
+        fn at_gate(&self) -> usize {
+            self.at_gate.load(Ordering::SeqCst)
+        }
+    }
+
+    struct WatchedSubscription {
+        inner: Box<dyn Subscription>,
+        group: String,
+        open: Arc<Mutex<BTreeMap<String, (usize, usize)>>>,
+        held: Arc<AtomicBool>,
+        at_gate: Arc<AtomicUsize>,
+        gate: watch::Receiver<bool>,
+    }
+
+    #[async_trait]
+    impl Subscription for WatchedSubscription {
+        async fn poll(&mut self, max: usize, timeout: Duration) -> Result<Vec<Record>, LogError> {
+            self.inner.poll(max, timeout).await
+        }
+
+        async fn commit(&mut self, positions: &[Position]) -> Result<(), LogError> {
+            if self.held.load(Ordering::SeqCst) {
+                self.at_gate.fetch_add(1, Ordering::SeqCst);
+                let opened = self.gate.wait_for(|open| *open).await.map(|_| ());
+                self.at_gate.fetch_sub(1, Ordering::SeqCst);
+                opened.expect("the test keeps the gate");
+            }
+            self.inner.commit(positions).await
+        }
+    }
+
+    impl Drop for WatchedSubscription {
+        fn drop(&mut self) {
+            let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+            open.get_mut(&self.group).expect("counted when opened").0 -= 1;
+        }
+    }
+
+    #[async_trait]
+    impl Wrapper for Watched {
+        fn inner(&self) -> &Arc<dyn EventLog> {
+            &self.inner
+        }
+
+        async fn subscribe(
+            &self,
+            group: &str,
+            topics: &[&str],
+        ) -> Result<Box<dyn Subscription>, LogError> {
+            let inner = self.inner.subscribe(group, topics).await?;
+            {
+                let mut open = self.open.lock().unwrap();
+                let (now, most) = open.entry(group.to_string()).or_default();
+                *now += 1;
+                *most = (*most).max(*now);
+            }
+            Ok(Box::new(WatchedSubscription {
+                inner,
+                group: group.to_string(),
+                open: Arc::clone(&self.open),
+                held: Arc::clone(&self.held),
+                at_gate: Arc::clone(&self.at_gate),
+                gate: self.gate.subscribe(),
+            }))
+        }
+    }
+
+    /// Poll `fut` once: its output if it is ready at once.
+    async fn poll_once<F: Future + Unpin>(fut: &mut F) -> Option<F::Output> {
+        tokio::select! {
+            biased;
+            out = fut => Some(out),
+            () = std::future::ready(()) => None,
+        }
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_offline_team_falls_behind_alone_and_catches_up_when_back() {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("log.db").display());
         let log = returns_eventlog::open(&url).await.unwrap();
+        let watched = Watched::new(Arc::clone(&log));
         let publisher = crate::Publisher::new(Arc::clone(&log));
         let generator = Generator::new(7);
         let teams = [TeamName::Sales, TeamName::Manufacturing];
         let supervisor = Supervisor::start(
-            Arc::clone(&log),
+            Arc::clone(&watched) as Arc<dyn EventLog>,
             dir.path().to_path_buf(),
             teams.map(|t| (t, Arc::new(TeamMetrics::new(t.as_str())))),
         );
@@ -284,6 +407,12 @@ mod tests {
             .unwrap();
         assert!(change.changed && !change.state.online);
         assert!(change.state.changed_at.is_some());
+        // Offline means stopped: once the change returned, no copy of the team reads.
+        assert_eq!(
+            watched.subscriptions(TeamName::Manufacturing),
+            (0, 1),
+            "(subscriptions open, most at once)"
+        );
         let again = supervisor
             .set_online(TeamName::Manufacturing, false)
             .await
@@ -292,16 +421,18 @@ mod tests {
 
         let more: Vec<_> = generator.requests(20..50).collect();
         publisher.publish(&more).await.unwrap();
+        // Sales handling the 30 new returns is the sign that they were there to be read:
+        // Manufacturing, offline, read none of them.
         wait_for("sales to read all 50", async || {
             committed(&log, TeamName::Sales).await == 50
         })
         .await;
-        tokio::time::sleep(Duration::from_millis(200)).await;
         assert_eq!(
             committed(&log, TeamName::Manufacturing).await,
             20,
             "an offline team reads nothing"
         );
+        assert_eq!(watched.subscriptions(TeamName::Manufacturing).0, 0);
         assert_eq!(supervisor.stopped_on_its_own(), None);
 
         let back = supervisor
@@ -316,6 +447,9 @@ mod tests {
         let ended = supervisor.stop().await;
         assert_eq!(ended.len(), 2);
         assert!(ended.iter().all(|(_, r)| r.is_ok()), "{ended:?}");
+        for team in teams {
+            assert_eq!(watched.subscriptions(team), (0, 1), "{team}");
+        }
         assert!(matches!(
             supervisor.set_online(TeamName::Quality, true).await,
             Err(ServiceError::UnknownTeam(_))
@@ -327,52 +461,77 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("log.db").display());
         let log = returns_eventlog::open(&url).await.unwrap();
+        let watched = Watched::new(Arc::clone(&log));
         let publisher = crate::Publisher::new(Arc::clone(&log));
         let generator = Generator::new(8);
-        // Every batch takes at least 400 ms: a stop asked for during one waits that long.
-        let mut plan = crate::FaultPlan::default();
-        plan.add_latency("sales=400").unwrap();
-        let faults = plan.for_team(TeamName::Sales, &crate::RunClock::start(), 1);
         let metrics = Arc::new(TeamMetrics::new(TeamName::Sales.as_str()));
-        let supervisor = Supervisor::start_with_faults(
-            Arc::clone(&log),
+        let supervisor = Supervisor::start(
+            Arc::clone(&watched) as Arc<dyn EventLog>,
             dir.path().to_path_buf(),
-            [(TeamName::Sales, Arc::clone(&metrics), faults)],
+            [(TeamName::Sales, Arc::clone(&metrics))],
         );
         let first: Vec<_> = generator.requests(0..100).collect();
         publisher.publish(&first).await.unwrap();
         wait_for("the first batch", async || {
-            metrics.snapshot().processed == 100
+            committed(&log, TeamName::Sales).await == 100
         })
         .await;
+        // The next batch stays in the team's hands (applied, its commit held at the gate) until
+        // the test lets it go: a stop asked for meanwhile waits for it.
+        watched.hold();
         let more: Vec<_> = generator.requests(100..200).collect();
         publisher.publish(&more).await.unwrap();
-        // Into the second batch's 400 ms.
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        assert_eq!(metrics.snapshot().processed, 100, "still in the batch");
-        // Asked offline mid-batch by a caller that does not wait for the answer (a closed
-        // connection), then at once online again (another tab), then everything stopped.
-        let gave_up = tokio::time::timeout(
-            Duration::from_millis(1),
-            supervisor.set_online(TeamName::Sales, false),
-        )
+        wait_for("the second batch in hand", async || watched.at_gate() == 1).await;
+
+        // Asked offline mid-batch by a caller that gives up once the stop has begun (the team
+        // shows offline) and before it has ended (a closed connection).
+        let mut stopping = Box::pin(supervisor.set_online(TeamName::Sales, false));
+        wait_for("the stop to begin", async || {
+            if let Some(done) = poll_once(&mut stopping).await {
+                panic!("the stop ended with the batch still in hand: {done:?}");
+            }
+            supervisor.state(TeamName::Sales).is_some_and(|s| !s.online)
+        })
         .await;
-        assert!(gave_up.is_err(), "a stop mid-batch takes the batch's time");
-        supervisor.set_online(TeamName::Sales, true).await.unwrap();
+        drop(stopping);
+        assert_eq!(watched.at_gate(), 1, "the old copy is still in its batch");
+        assert_eq!(watched.subscriptions(TeamName::Sales).0, 1);
+
+        // At once online again (another tab): that waits for the old copy to end.
+        let mut online = Box::pin(supervisor.set_online(TeamName::Sales, true));
+        assert!(
+            poll_once(&mut online).await.is_none(),
+            "online again while the old copy was still in its batch"
+        );
+        watched.release();
+        let back = tokio::time::timeout(Duration::from_secs(30), online)
+            .await
+            .expect("online once the old copy ended")
+            .unwrap();
+        assert!(back.changed && back.state.online);
+        wait_for("the new copy to read the rest", async || {
+            committed(&log, TeamName::Sales).await == 200
+        })
+        .await;
+
         let ended = supervisor.stop().await;
         assert!(ended.iter().all(|(_, r)| r.is_ok()), "{ended:?}");
-        // Nothing runs once stop returned: the count stands still.
-        let at_stop = metrics.snapshot().processed;
-        tokio::time::sleep(Duration::from_millis(800)).await;
+        // Never two copies at once, and none once stop returned.
         assert_eq!(
-            metrics.snapshot().processed,
-            at_stop,
-            "a copy of the team kept working after stop() returned"
+            watched.subscriptions(TeamName::Sales),
+            (0, 1),
+            "(subscriptions open, most at once)"
         );
         let effects = crate::open_store_view(TeamName::Sales, dir.path())
             .unwrap()
             .effects_per_return()
             .unwrap();
+        let ids: BTreeSet<String> = first
+            .iter()
+            .chain(&more)
+            .map(|r| r.return_id.to_string())
+            .collect();
+        assert_eq!(effects.keys().cloned().collect::<BTreeSet<_>>(), ids);
         assert!(effects.values().all(|&n| n == 1), "no return handled twice");
     }
 }
