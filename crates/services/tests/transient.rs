@@ -338,6 +338,7 @@ async fn a_view_waits_out_a_log_that_fails_its_commits_for_a_while() {
         append_failures: 0,
         appends_failed: AtomicU32::new(0),
         appends_hang: false,
+        appends_hanging: AtomicU32::new(0),
     });
     let stop = CancellationToken::new();
     let view = tokio::spawn(
