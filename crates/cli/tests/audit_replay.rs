@@ -5,7 +5,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
 use returns_domain::{Generator, Sales, Team};
-use returns_services::store::store_path;
+use returns_services::team::store::store_path;
 use serde_json::Value;
 
 const SEED: u64 = 11;

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::process::Command;
 
 use returns_domain::{Accounting, Inventory, Manufacturing, Sales, Team};
-use returns_services::store::TeamStore;
+use returns_services::team::store::TeamStore;
 use serde_json::Value;
 
 fn returns(dir: &Path, args: &[&str]) -> (bool, String, String) {

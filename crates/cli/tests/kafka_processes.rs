@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use returns_domain::{Accounting, Generator, Inventory, Manufacturing, Sales, Team};
 use returns_eventlog::conformance::unique;
 use returns_eventlog::{team_group, team_topic, EventLog, RETURN_ORDERS};
-use returns_services::store::TeamStore;
+use returns_services::team::store::TeamStore;
 use returns_services::Publisher;
 
 mod common;

@@ -17,7 +17,7 @@ use returns_domain::{
 };
 use returns_eventlog::conformance::unique;
 use returns_eventlog::{team_group, team_topic, EventLog, RETURN_ORDERS};
-use returns_services::store::TeamStore;
+use returns_services::team::store::TeamStore;
 use serde_json::Value;
 
 /// Returns published before Quality starts.

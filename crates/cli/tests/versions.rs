@@ -23,7 +23,7 @@ use returns_eventlog::wire::{self, v1::RefundRequestV1, v2::RefundRequestV2};
 use returns_eventlog::{
     dead_letter_topic, team_group, team_topic, EventLog, OutRecord, Record, RETURN_ORDERS,
 };
-use returns_services::store::TeamStore;
+use returns_services::team::store::TeamStore;
 use returns_services::TeamService;
 use tokio_util::sync::CancellationToken;
 

@@ -9,7 +9,7 @@ use returns_domain::{
 };
 use returns_eventlog::wire;
 use returns_eventlog::{team_topic, Record};
-use returns_services::store::TeamStore;
+use returns_services::team::store::TeamStore;
 use serde_json::Value;
 
 /// The demo's generator seed in these tests.

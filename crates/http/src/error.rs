@@ -6,7 +6,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use returns_eventlog::wire::WireError;
-use returns_services::intake::AcceptError;
+use returns_services::user_support::intake::AcceptError;
 use returns_services::ServiceError;
 use serde::{Deserialize, Serialize};
 

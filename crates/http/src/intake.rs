@@ -10,7 +10,7 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
-use returns_services::intake::USER_SUPPORT;
+use returns_services::user_support::intake::USER_SUPPORT;
 use returns_services::{IntakeStore, ServiceError};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;

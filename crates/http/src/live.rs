@@ -24,7 +24,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::IntoResponse;
 use returns_domain::ReturnId;
 use returns_eventlog::{team_topic, RETURN_ORDERS};
-use returns_services::projection::{view_teams, Incoming, ReturnsEvent};
+use returns_services::views::projection::{view_teams, Incoming, ReturnsEvent};
 use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
 use tokio::sync::{broadcast, mpsc, watch};

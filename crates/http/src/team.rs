@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use returns_domain::{Accounting, Inventory, Manufacturing, Quality, Sales, Team};
-use returns_services::store::{DirectAnswer, Effect};
+use returns_services::team::store::{DirectAnswer, Effect};
 use returns_services::{ServiceError, TeamFaultState, TeamName, TeamStore};
 use serde::{Deserialize, Serialize};
 

@@ -15,7 +15,7 @@ use returns_domain::{
 use returns_eventlog::wire::v1::RefundRequestV1;
 use returns_eventlog::wire::v2::RefundRequestV2;
 use returns_http::{path, serve, team_router, Decision, ErrorBody, ErrorDetail, MAX_BODY_BYTES};
-use returns_services::schedule::FaultSpecError;
+use returns_services::faults::schedule::FaultSpecError;
 use returns_services::{FaultPlan, RunClock, TeamFaultState, TeamName, TeamStore};
 use serde_json::{json, Value};
 use tempfile::TempDir;

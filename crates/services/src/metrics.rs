@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use crate::store::BatchReport;
+use crate::team::store::BatchReport;
 
 #[derive(Debug)]
 pub struct TeamMetrics {

@@ -19,11 +19,11 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::analytics::Analytics;
-use crate::intake::{IntakeStore, USER_SUPPORT};
-use crate::projection::{Incoming, ReturnsEvent};
-use crate::relay::Relay;
-use crate::status::StatusView;
+use crate::team::relay::Relay;
+use crate::user_support::intake::{IntakeStore, USER_SUPPORT};
+use crate::views::analytics::Analytics;
+use crate::views::projection::{Incoming, ReturnsEvent};
+use crate::views::status::StatusView;
 use crate::{ProjectionRunner, ServiceError, Supervisor, TeamFaultState, TeamMetrics, TeamName};
 
 type Task = JoinHandle<Result<(), ServiceError>>;
@@ -242,7 +242,7 @@ mod tests {
     use returns_eventlog::{team_group, RETURN_ORDERS};
 
     use super::*;
-    use crate::projection::Projection;
+    use crate::views::projection::Projection;
 
     /// Accepted returns go through the relay, every team and both views; a stop leaves the
     /// outbox empty and every part stopped cleanly.

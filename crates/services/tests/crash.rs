@@ -6,7 +6,7 @@ mod common;
 use common::{event_ids_per_return, small_batches, Env};
 use returns_domain::{Inventory, Sales, Team};
 use returns_eventlog::team_topic;
-use returns_services::store::TeamStore;
+use returns_services::team::store::TeamStore;
 use returns_services::{CrashPoint, Faults, ServiceError};
 
 const RETURNS: u64 = 400;

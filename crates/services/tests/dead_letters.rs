@@ -7,7 +7,7 @@ use common::{small_batches, Env};
 use returns_domain::{Accounting, Generator, Manufacturing, Sales, Team};
 use returns_eventlog::envelope::Envelope;
 use returns_eventlog::{dead_letter_topic, team_group, wire, OutRecord, Position, RETURN_ORDERS};
-use returns_services::store::TeamStore;
+use returns_services::team::store::TeamStore;
 
 fn raw(key: &str, headers: Vec<(String, String)>, payload: &[u8]) -> OutRecord {
     OutRecord {
@@ -178,7 +178,7 @@ async fn assert_both_teams(env: &Env, want: (u64, u64, u64)) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_letters_put_back_are_decided_once_and_the_still_unreadable_dead_lettered_again() {
     use returns_eventlog::envelope;
-    use returns_services::dead_letters::{replay, ReplayOptions, REPLAYED_FROM};
+    use returns_services::tools::dead_letters::{replay, ReplayOptions, REPLAYED_FROM};
     use returns_services::TeamName;
     use tokio_util::sync::CancellationToken;
 

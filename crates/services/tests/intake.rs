@@ -14,7 +14,7 @@ use common::{small_batches, Env, DEADLINE};
 use returns_domain::{Generator, RefundRequest, Sales};
 use returns_eventlog::testkit::Wrapper;
 use returns_eventlog::{EventLog, LogError, OutRecord, Position, Record, RETURN_ORDERS};
-use returns_services::intake::{intake_path, AcceptError, USER_SUPPORT};
+use returns_services::user_support::intake::{intake_path, AcceptError, USER_SUPPORT};
 use returns_services::{CrashPoint, Faults, IntakeStore, ServiceError, TeamMetrics, TeamStore};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;

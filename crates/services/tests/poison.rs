@@ -26,7 +26,7 @@ use returns_domain::{Generator, RefundRequest};
 use returns_eventlog::envelope;
 use returns_eventlog::wire::{self, v2::RefundRequestV2};
 use returns_eventlog::{team_group, team_topic, EventLog, OutRecord, Record, RETURN_ORDERS};
-use returns_services::dead_letters::{
+use returns_services::tools::dead_letters::{
     replay, team_dead_letters, ReplayOptions, ReplayReport, REPLAYED_FROM,
 };
 use returns_services::{open_store_view, spawn_team, ServiceError, TeamMetrics, TeamName};

@@ -15,8 +15,8 @@ use returns_eventlog::testkit::Wrapper;
 use returns_eventlog::{
     team_group, team_topic, EventLog, LogError, Position, Record, Subscription, RETURN_ORDERS,
 };
-use returns_services::relay::Outbox;
-use returns_services::store::{store_path, TeamStore};
+use returns_services::team::relay::Outbox;
+use returns_services::team::store::{store_path, TeamStore};
 use returns_services::{TeamMetrics, TeamService};
 use tokio_util::sync::CancellationToken;
 

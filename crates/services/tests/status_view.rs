@@ -9,7 +9,7 @@ use std::time::Duration;
 use returns_domain::{Accounting, Generator, Inventory, Manufacturing, RefundRequest, Sales, Team};
 use returns_eventlog::envelope::Envelope;
 use returns_eventlog::{team_topic, wire, EventLog, OutRecord, RETURN_ORDERS};
-use returns_services::status::{ReturnStatus, Status, StatusStore, StatusView};
+use returns_services::views::status::{ReturnStatus, Status, StatusStore, StatusView};
 use returns_services::ProjectionRunner;
 use tokio_util::sync::CancellationToken;
 

@@ -16,7 +16,7 @@ use returns_eventlog::{
     dead_letter_topic, team_group, team_topic, EventLog, LogError, OutRecord, Position, Record,
     Subscription, RETURN_ORDERS,
 };
-use returns_services::store::TeamStore;
+use returns_services::team::store::TeamStore;
 use returns_services::{RetryPolicy, TeamMetrics, TeamService};
 use tokio_util::sync::CancellationToken;
 
@@ -325,8 +325,8 @@ async fn a_stop_does_not_wait_for_appends_the_log_never_answers() {
 /// it keeps running, commits everything once the log answers, and stops cleanly.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_view_waits_out_a_log_that_fails_its_commits_for_a_while() {
-    use returns_services::projection::ProjectionConfig;
-    use returns_services::status::{StatusStore, StatusView};
+    use returns_services::views::projection::ProjectionConfig;
+    use returns_services::views::status::{StatusStore, StatusView};
     use returns_services::{Projection, ProjectionRunner};
 
     let env = Env::new().await;

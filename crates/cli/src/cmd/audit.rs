@@ -6,7 +6,7 @@ use std::str::FromStr;
 use anyhow::{bail, Context};
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
 use returns_domain::ReturnId;
-use returns_services::audit::{team_log, timeline, AuditEntry};
+use returns_services::tools::audit::{team_log, timeline, AuditEntry};
 use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
 

@@ -1,9 +1,9 @@
 //! `returns dlq list`: the records teams set aside, with the reason. `returns dlq replay`: put
-//! them back in front of the teams after a fix (see `returns_services::dead_letters`).
+//! them back in front of the teams after a fix (see `returns_services::tools::dead_letters`).
 
 use comfy_table::{presets::UTF8_FULL_CONDENSED, CellAlignment, Table};
 use returns_eventlog::{team_group, Record, RETURN_ORDERS};
-use returns_services::dead_letters::{self, ReplayOptions, ReplayReport};
+use returns_services::tools::dead_letters::{self, ReplayOptions, ReplayReport};
 use returns_services::TeamName;
 use serde::Serialize;
 

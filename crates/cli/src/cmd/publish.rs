@@ -21,7 +21,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use returns_domain::{Generator, RefundRequest};
 use returns_eventlog::wire;
 use returns_eventlog::{EventLog, OutRecord, RETURN_ORDERS};
-use returns_services::intake::USER_SUPPORT;
+use returns_services::user_support::intake::USER_SUPPORT;
 use returns_services::{open_log_when_reachable, Acceptance, IntakeStore, Publisher, TeamMetrics};
 use serde::Serialize;
 use tokio::sync::Notify;

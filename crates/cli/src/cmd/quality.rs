@@ -10,7 +10,7 @@ use anyhow::{bail, Context};
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
 use returns_domain::{DefectCode, DefectRates, ModelAtLocation, NoticedCounts, Quality, Team};
 use returns_eventlog::{team_group, RETURN_ORDERS};
-use returns_services::store::store_path;
+use returns_services::team::store::store_path;
 use returns_services::TeamStore;
 use serde::Serialize;
 

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
-use returns_services::replay::{replay_team, ReplayReport};
-use returns_services::store::store_path;
+use returns_services::team::store::store_path;
+use returns_services::tools::replay::{replay_team, ReplayReport};
 use returns_services::TeamName;
 
 use crate::config::Global;

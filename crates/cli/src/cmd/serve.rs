@@ -18,8 +18,8 @@ use anyhow::{bail, Context};
 use returns_http::{
     api_routes, dashboard_routes, intake_routes, json_fallbacks, require_token, Api, Intake, Token,
 };
-use returns_services::intake::USER_SUPPORT;
 use returns_services::pipeline::{RelayEnd, Running};
+use returns_services::user_support::intake::USER_SUPPORT;
 use returns_services::{Pipeline, TeamMetrics, TeamName};
 use tokio_util::sync::CancellationToken;
 

@@ -11,8 +11,8 @@ use anyhow::Context;
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use returns_eventlog::EventLog;
-use returns_services::analytics::{Analytics, AnalyticsStore, Stats};
-use returns_services::projection::{stalled_for, CatchUp, CatchUpProgress};
+use returns_services::views::analytics::{Analytics, AnalyticsStore, Stats};
+use returns_services::views::projection::{stalled_for, CatchUp, CatchUpProgress};
 use returns_services::{Projection, ProjectionRunner, ServiceError};
 use serde::Serialize;
 
@@ -459,7 +459,7 @@ mod tests {
     #[test]
     fn a_stalled_catch_up_is_explained_without_blaming_kafka() {
         use returns_eventlog::LogError;
-        use returns_services::projection::CATCH_UP_STALLED;
+        use returns_services::views::projection::CATCH_UP_STALLED;
 
         let stalled = ServiceError::Log(LogError::Timeout {
             op: CATCH_UP_STALLED,

@@ -9,7 +9,7 @@ use anyhow::{bail, Context};
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
 use returns_domain::ReturnId;
 use returns_eventlog::RETURN_ORDERS;
-use returns_services::status::{ReturnStatus, StatusStore, StatusView};
+use returns_services::views::status::{ReturnStatus, StatusStore, StatusView};
 
 use crate::cmd::stats::catch_up;
 use crate::config::Global;

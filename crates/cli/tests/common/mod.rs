@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use returns_domain::{Accounting, Inventory, Manufacturing, Sales, Team};
 use returns_eventlog::{team_group, EventLog, LogError, RETURN_ORDERS};
-use returns_services::store::TeamStore;
+use returns_services::team::store::TeamStore;
 use serde_json::Value;
 
 pub const TEAMS: [&str; 4] = ["sales", "inventory", "manufacturing", "accounting"];

@@ -6,8 +6,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
+use returns_services::faults::schedule::Outage;
 use returns_services::metrics::{new_histogram, Latency};
-use returns_services::schedule::Outage;
 use returns_services::{open_store_view, FaultPlan, RunClock, TeamName};
 use serde::Serialize;
 

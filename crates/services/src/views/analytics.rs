@@ -19,7 +19,7 @@ use returns_domain::{
 use rusqlite::{params, Connection, Transaction};
 use serde::Serialize;
 
-use crate::projection::{
+use crate::views::projection::{
     unix_us, view_teams, Projection, ReturnsEvent, ReturnsEvents, TeamDecision, ViewStore,
 };
 use crate::ServiceError;
@@ -356,8 +356,10 @@ mod tests {
     use returns_eventlog::Record;
 
     use super::*;
-    use crate::projection::testkit::{bad_request, decided, first_decision, incoming, requested};
-    use crate::projection::BatchCounts;
+    use crate::views::projection::testkit::{
+        bad_request, decided, first_decision, incoming, requested,
+    };
+    use crate::views::projection::BatchCounts;
 
     fn request(i: u64, model: &str, defect: &str, noticed: Noticed, month: &str) -> RefundRequest {
         let mut req = Generator::new(9).request(i);

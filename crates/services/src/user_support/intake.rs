@@ -36,9 +36,9 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::relay::{Outbox, Relay};
 use crate::retry::{pause, Backoff, RetryPolicy};
-use crate::store::{connect, store_error};
+use crate::team::relay::{Outbox, Relay};
+use crate::team::store::{connect, store_error};
 use crate::{Faults, ServiceError, TeamMetrics};
 
 /// User Support's name, as its store, metrics and errors name it.

@@ -14,7 +14,7 @@ use returns_eventlog::RETURN_ORDERS;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use serde::Serialize;
 
-use crate::projection::{
+use crate::views::projection::{
     rfc3339_us, unix_us, Incoming, Projection, ReturnsEvent, ReturnsEvents, ViewStore,
     OBSERVING_TEAMS, REACTING_TEAMS,
 };
@@ -57,7 +57,7 @@ impl Projection for StatusView {
     const LOCATES: bool = true;
 
     /// Every record is noted under its return, so a timeline reads only those records
-    /// ([`crate::audit::timeline_at`]).
+    /// ([`crate::tools::audit::timeline_at`]).
     fn locate(record: &Incoming<ReturnsEvent>) -> Option<String> {
         match &record.event {
             Ok(ReturnsEvent::Requested { request, .. }) => Some(request.return_id.to_string()),
@@ -306,7 +306,9 @@ mod tests {
     use returns_domain::{Accounting, Generator, Inventory, Manufacturing, Quality, Sales, Team};
 
     use super::*;
-    use crate::projection::testkit::{bad_request, decided, first_decision, incoming, requested};
+    use crate::views::projection::testkit::{
+        bad_request, decided, first_decision, incoming, requested,
+    };
     use returns_eventlog::Record;
 
     #[test]

@@ -28,7 +28,7 @@ use rusqlite::{Connection, OpenFlags};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::store::{store_path, TeamStore};
+use crate::team::store::{store_path, TeamStore};
 use crate::{ServiceError, TeamName};
 
 /// What a replay found.

@@ -37,8 +37,8 @@
 //! [`ProjectionRunner::catch_up`] applies everything up to the topics' ends as measured when it
 //! starts, commits, and returns, so a command can bring its view up to date and then query it.
 //!
-//! The second half of this module is what User Support's views ([`crate::status`] and
-//! [`crate::analytics`]) read, [`ReturnsEvents`]: `returnOrders` and the teams' topics (the four
+//! The second half of this module is what User Support's views ([`crate::views::status`] and
+//! [`crate::views::analytics`]) read, [`ReturnsEvents`]: `returnOrders` and the teams' topics (the four
 //! reacting teams' and Quality's), decoded through `wire` into [`ReturnsEvent`].
 
 use std::collections::BTreeMap;
@@ -61,7 +61,7 @@ use rusqlite::{params, Connection, Transaction, TransactionBehavior};
 use tokio_util::sync::CancellationToken;
 
 use crate::retry::{pause, retry, retry_blocking, Backoff, Retrier, RetryPolicy, Until};
-use crate::store::store_error;
+use crate::team::store::store_error;
 use crate::ServiceError;
 
 /// One read model: what it reads and what it writes.
@@ -1631,7 +1631,7 @@ mod tests {
 
     use super::testkit::{bad_request, decided, first_decision, incoming, requested};
     use super::*;
-    use crate::status::{StatusStore, StatusView};
+    use crate::views::status::{StatusStore, StatusView};
     use crate::Publisher;
 
     /// A view that counts what it applies, for the runner's tests.

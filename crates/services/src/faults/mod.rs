@@ -1,5 +1,8 @@
-//! Crash injection for tests: a service stops at a named point as abruptly as a killed process,
-//! leaving on disk exactly what a crash there would leave.
+//! Injected faults. Here, crash injection for tests: a service stops at a named point as
+//! abruptly as a killed process, leaving on disk exactly what a crash there would leave. In
+//! [`schedule`], the outages, slowness and errors `returns compare` plays against both models.
+
+pub mod schedule;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

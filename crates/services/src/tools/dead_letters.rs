@@ -1,6 +1,6 @@
 //! Dead letters put back in front of the teams after a fix (`returns dlq replay`).
 //!
-//! A team dead-letters a record it cannot read (see [`crate::store`]). Once that is fixed (a new
+//! A team dead-letters a record it cannot read (see [`crate::team::store`]). Once that is fixed (a new
 //! build reads the version that was unknown, or a corrected record), [`replay`] takes each
 //! selected team's dead letters and appends them to `returnOrders` again:
 //!
@@ -36,7 +36,7 @@ use returns_eventlog::{
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-pub use crate::store::REPLAYED_FROM;
+pub use crate::team::store::REPLAYED_FROM;
 use crate::{ServiceError, TeamName};
 
 /// The header of a dead letter that names the event id it was read under.

@@ -19,7 +19,7 @@ use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::projection::{decode_returns_event, ReturnsEvent};
+use crate::views::projection::{decode_returns_event, ReturnsEvent};
 use crate::ServiceError;
 
 /// Who wrote a topic, for a reader: `user-support`, a team's name, or `dead-letters`.
@@ -143,7 +143,7 @@ pub async fn timeline(
 }
 
 /// [`timeline`] without scanning: the records at `located` (where User Support's status view
-/// noted the return's records, [`crate::projection::ViewStore::located`]), and what the
+/// noted the return's records, [`crate::views::projection::ViewStore::located`]), and what the
 /// dead-letter topics hold about it (the view does not read them; they are read whole). A
 /// record the view has not read yet is not in it.
 pub async fn timeline_at(

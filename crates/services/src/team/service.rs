@@ -13,9 +13,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::faults::{CrashPoint, Faults};
 use crate::metrics::TeamMetrics;
-use crate::relay::{Outbox, Relay};
 use crate::retry::{pause, retry, retry_blocking, Backoff, Retrier, RetryPolicy, Until};
-use crate::store::{now_us, store_path, BatchReport, Input, TeamStore};
+use crate::team::relay::{Outbox, Relay};
+use crate::team::store::{now_us, store_path, BatchReport, Input, TeamStore};
 use crate::{ServiceError, TeamFaultState};
 
 #[derive(Debug, Clone)]

@@ -5,13 +5,13 @@
 //! | `processed` | the id of every event the team handled (decided or dead-lettered) |
 //! | `state` | the team's state, one row per key its rule reads (an order, a model, a serial, a month) |
 //! | `effects` | one row per decision: what the team did for a return, as its event |
-//! | `outbox` | outgoing records not yet appended to the log (see [`crate::relay`]) |
+//! | `outbox` | outgoing records not yet appended to the log (see [`crate::team::relay`]) |
 //!
 //! [`TeamStore::apply`] writes all four for a batch in one transaction.
 //!
 //! An id in `processed` is `decided` or `dead_lettered`. A decided id is final: any later copy
 //! of that event is a duplicate. A dead-lettered id is not: when a copy of the event comes back
-//! readable (put back by [`crate::dead_letters`] after a fix), it is decided and the row becomes
+//! readable (put back by [`crate::tools::dead_letters`] after a fix), it is decided and the row becomes
 //! `decided`, in the same transaction as the effect; when it comes back still unreadable, it is
 //! dead-lettered again with the reason of today's build. `dead_lettered_from` names the copy
 //! last dead-lettered (its `dlq_replayed_from` header, or for an original its place in the log),
@@ -538,7 +538,7 @@ const MARK_DEAD_LETTERED: &str =
        AND CASE WHEN processed.dead_lettered_from IS NULL THEN ?4
                 ELSE processed.dead_lettered_from <> excluded.dead_lettered_from END";
 
-/// The header a record put back by [`crate::dead_letters`] carries: the dead letter it came
+/// The header a record put back by [`crate::tools::dead_letters`] carries: the dead letter it came
 /// from, `topic/partition/offset`.
 pub const REPLAYED_FROM: &str = "dlq_replayed_from";
 

@@ -1,3 +1,12 @@
+//! One team: its service ([`service`]), its own store ([`store`]), the relay that moves its
+//! outbox to its own topic ([`relay`]), and the [`supervisor`] that takes teams offline and
+//! back; [`TeamName`] names every team once.
+
+pub mod relay;
+pub mod service;
+pub mod store;
+pub mod supervisor;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::faults::{CrashPoint, Faults};
 use crate::metrics::TeamMetrics;
 use crate::retry::{pause, Backoff, RetryPolicy};
-use crate::store::{connect, store_error};
+use crate::team::store::{connect, store_error};
 use crate::ServiceError;
 
 const BATCH: usize = 5_000;
