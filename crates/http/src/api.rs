@@ -31,7 +31,7 @@ use returns_domain::{Generator, ReturnId, Timestamp};
 use returns_eventlog::wire::v2::RefundRequestV2;
 use returns_eventlog::{team_group, EventLog, RETURN_ORDERS};
 use returns_services::team::supervisor::TeamState;
-use returns_services::tools::audit::{timeline, timeline_at, AuditEntry};
+use returns_services::tools::audit::{timeline_at, AuditEntry};
 use returns_services::views::analytics::{AnalyticsStore, Stats};
 use returns_services::views::projection::{Projection, ViewStore, REACTING_TEAMS};
 use returns_services::views::status::{ReturnStatus, Status, StatusStore, TeamStatus};
@@ -350,14 +350,11 @@ async fn return_status(
         },
         None => return Err(ApiError::ReturnNotFound(return_id.to_string())),
     };
-    // Where the status view noted the return's records: read just those. A view file from an
-    // older build cannot tell for the records it read then: scan the topics.
+    // Where the status view noted the return's records: read just those.
     let key = return_id.to_string();
-    let timeline = match located {
-        Some(located) => timeline_at(log.as_ref(), &key, &located).await,
-        None => timeline(log.as_ref(), &key).await,
-    }
-    .map_err(|e| ApiError::Log(e.to_string()))?;
+    let timeline = timeline_at(log.as_ref(), &key, &located)
+        .await
+        .map_err(|e| ApiError::Log(e.to_string()))?;
     Ok(Json(ReturnAnswer { status, timeline }))
 }
 

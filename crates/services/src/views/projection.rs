@@ -83,9 +83,6 @@ pub trait Projection: Send + Sync + 'static {
     fn locate(_record: &Incoming<EventOf<Self>>) -> Option<String> {
         None
     }
-    /// Whether [`Projection::locate`] notes anything: a file of an older build is then
-    /// completed by reading its records again once ([`ProjectionRunner::run`]).
-    const LOCATES: bool = false;
 }
 
 /// Topics and how to read their records; several views can read the same source.
@@ -178,10 +175,10 @@ pub struct ViewStore<P: Projection> {
 /// How long one statement waits for a lock held by another connection.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The layout of the runner's own tables (`PRAGMA user_version`). Version 0 files put the id of
-/// every record they skipped into `applied`, so it was never read again, and had no `key` in
-/// `skipped`; version 1 files had no `located`. Opening one migrates it.
-const SCHEMA_VERSION: i64 = 2;
+/// The layout of a view's file (`PRAGMA user_version`). A file of another layout is never
+/// migrated: everything in it can be read again from the log, so its tables are dropped and
+/// the view is rebuilt.
+const LAYOUT_VERSION: i64 = 3;
 
 /// A record the view skipped, and where it is in the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -206,13 +203,7 @@ impl<P: Projection> ViewStore<P> {
         for (pragma, value) in [("journal_mode", "WAL"), ("synchronous", "NORMAL")] {
             conn.pragma_update(None, pragma, value).map_err(err)?;
         }
-        let version: i64 = conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .map_err(err)?;
-        if version < SCHEMA_VERSION {
-            migrate(&mut conn, P::LOCATES).map_err(err)?;
-        }
-        P::create_tables(&conn).map_err(err)?;
+        lay_out::<P>(&mut conn).map_err(err)?;
         Ok(ViewStore {
             conn,
             path,
@@ -316,18 +307,8 @@ impl<P: Projection> ViewStore<P> {
     }
 
     /// Where the records noted under `key` are in the log ([`Projection::locate`]), in log
-    /// order per partition; `None` when the file cannot tell: it read records before it noted
-    /// locations (a file from an older build), so only a scan finds them all.
-    pub fn located(&self, key: &str) -> Result<Option<Vec<Position>>, ServiceError> {
-        let partial: bool = self
-            .conn
-            .query_row("SELECT EXISTS (SELECT 1 FROM located_from)", [], |r| {
-                r.get(0)
-            })
-            .map_err(self.err())?;
-        if partial {
-            return Ok(None);
-        }
+    /// order per partition.
+    pub fn located(&self, key: &str) -> Result<Vec<Position>, ServiceError> {
         let mut stmt = self
             .conn
             .prepare_cached(
@@ -344,75 +325,7 @@ impl<P: Projection> ViewStore<P> {
                 })
             })
             .map_err(self.err())?;
-        rows.collect::<Result<_, _>>().map(Some).map_err(self.err())
-    }
-
-    /// Partitions whose records below an offset are not in `located` (a file from an older
-    /// build), with that offset.
-    pub(crate) fn located_from(&self) -> Result<Vec<Position>, ServiceError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT topic, partition, offset FROM located_from ORDER BY topic, partition")
-            .map_err(self.err())?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok(Position {
-                    topic: r.get(0)?,
-                    partition: r.get(1)?,
-                    offset: r.get::<_, i64>(2)? as u64,
-                })
-            })
-            .map_err(self.err())?;
         rows.collect::<Result<_, _>>().map_err(self.err())
-    }
-
-    /// Note where `page` (records just below the partition's `located_from` offset, down to
-    /// `from`) is, and lower that offset to `from` (the row goes at 0), in one transaction.
-    pub(crate) fn backfill_located(
-        &mut self,
-        tp: &TopicPartition,
-        from: u64,
-        page: &[Incoming<EventOf<P>>],
-    ) -> Result<(), ServiceError> {
-        let err = store_error(P::NAME, &self.path);
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(err)?;
-        {
-            let mut locate = tx
-                .prepare_cached(
-                    "INSERT OR IGNORE INTO located (key, topic, partition, offset)
-                     VALUES (?1, ?2, ?3, ?4)",
-                )
-                .map_err(err)?;
-            for incoming in page {
-                if let Some(key) = P::locate(incoming) {
-                    locate
-                        .execute(params![
-                            key,
-                            incoming.topic,
-                            incoming.partition,
-                            incoming.offset as i64
-                        ])
-                        .map_err(err)?;
-                }
-            }
-            let params = params![tp.topic, tp.partition, from as i64];
-            if from == 0 {
-                tx.execute(
-                    "DELETE FROM located_from WHERE topic = ?1 AND partition = ?2",
-                    &params[..2],
-                )
-            } else {
-                tx.execute(
-                    "UPDATE located_from SET offset = ?3 WHERE topic = ?1 AND partition = ?2",
-                    params,
-                )
-            }
-            .map_err(err)?;
-        }
-        tx.commit().map_err(err)
     }
 
     /// Events the view has applied.
@@ -424,19 +337,41 @@ impl<P: Projection> ViewStore<P> {
     }
 }
 
-/// Bring the runner's tables to [`SCHEMA_VERSION`], in one transaction.
-fn migrate(conn: &mut Connection, locates: bool) -> rusqlite::Result<()> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    // Another process may have migrated the file since it was looked at.
-    let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
-    if version >= SCHEMA_VERSION {
+/// Makes the file's tables, in one transaction that also drops every table of a file of another
+/// layout ([`LAYOUT_VERSION`]): the view is then rebuilt from the log. Two processes opening
+/// the file at once: the second finds it laid out.
+fn lay_out<P: Projection>(conn: &mut Connection) -> rusqlite::Result<()> {
+    // A read first: a file laid out already needs no write lock (another process may hold it).
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if version == LAYOUT_VERSION {
         return Ok(());
     }
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if version == LAYOUT_VERSION {
+        return Ok(());
+    }
+    let old: Vec<String> = tx
+        .prepare(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
+        )?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    if !old.is_empty() {
+        tracing::info!(
+            view = P::NAME,
+            layout = version,
+            "a view file of another layout: rebuilding it from the log"
+        );
+    }
+    for table in old {
+        tx.execute_batch(&format!("DROP TABLE \"{}\"", table.replace('"', "\"\"")))?;
+    }
     tx.execute_batch(
-        "CREATE TABLE IF NOT EXISTS applied (
+        "CREATE TABLE applied (
              event_id TEXT PRIMARY KEY
          ) WITHOUT ROWID;
-         CREATE TABLE IF NOT EXISTS skipped (
+         CREATE TABLE skipped (
              event_id  TEXT PRIMARY KEY,
              topic     TEXT NOT NULL,
              partition INTEGER NOT NULL,
@@ -445,45 +380,23 @@ fn migrate(conn: &mut Connection, locates: bool) -> rusqlite::Result<()> {
              reason    TEXT NOT NULL,
              key       TEXT
          ) WITHOUT ROWID;
-         CREATE TABLE IF NOT EXISTS positions (
+         CREATE INDEX skipped_by_key ON skipped (key);
+         CREATE TABLE positions (
              topic       TEXT NOT NULL,
              partition   INTEGER NOT NULL,
              next_offset INTEGER NOT NULL,
              PRIMARY KEY (topic, partition)
          ) WITHOUT ROWID;
-         CREATE TABLE IF NOT EXISTS located (
+         CREATE TABLE located (
              key       TEXT NOT NULL,
              topic     TEXT NOT NULL,
              partition INTEGER NOT NULL,
              offset    INTEGER NOT NULL,
              PRIMARY KEY (key, topic, partition, offset)
-         ) WITHOUT ROWID;
-         -- Where `located` starts, per partition, when the file read records before it existed.
-         CREATE TABLE IF NOT EXISTS located_from (
-             topic     TEXT NOT NULL,
-             partition INTEGER NOT NULL,
-             offset    INTEGER NOT NULL,
-             PRIMARY KEY (topic, partition)
          ) WITHOUT ROWID;",
     )?;
-    if version < 2 && locates {
-        // Records this file read before are not in `located`: readers must scan them.
-        tx.execute_batch(
-            "INSERT OR IGNORE INTO located_from (topic, partition, offset)
-             SELECT topic, partition, next_offset FROM positions WHERE next_offset > 0",
-        )?;
-    }
-    let has_key = tx
-        .prepare("SELECT 1 FROM pragma_table_info('skipped') WHERE name = 'key'")?
-        .exists([])?;
-    if !has_key {
-        tx.execute_batch("ALTER TABLE skipped ADD COLUMN key TEXT")?;
-    }
-    tx.execute_batch(
-        "CREATE INDEX IF NOT EXISTS skipped_by_key ON skipped (key);
-         DELETE FROM applied WHERE event_id IN (SELECT event_id FROM skipped);",
-    )?;
-    tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    P::create_tables(&tx)?;
+    tx.pragma_update(None, "user_version", LAYOUT_VERSION)?;
     tx.commit()
 }
 
@@ -901,18 +814,6 @@ impl<P: Projection> ProjectionRunner<P> {
 
     async fn follow(&self, shutdown: &CancellationToken) -> Result<(), ServiceError> {
         let patience = Until::Stopped(shutdown.clone());
-        // Before joining the group: a long completion inside it would outlast the group's
-        // patience with a member that does not poll (Kafka's max.poll.interval.ms).
-        if P::LOCATES {
-            let dir = self.data_dir.clone();
-            let store = tokio::task::spawn_blocking(move || ViewStore::<P>::open(&dir))
-                .await
-                .map_err(|_| ServiceError::Task(P::NAME))??;
-            self.backfill_located(store, &patience, shutdown).await?;
-            if shutdown.is_cancelled() {
-                return Ok(());
-            }
-        }
         let (mut store, mut sub, mut standing, mut report) = self.begin(&patience).await?;
         store = self
             .fill_behind_group(store, &mut standing, false, &patience, &mut report)
@@ -1248,58 +1149,6 @@ impl<P: Projection> ProjectionRunner<P> {
                 report.counts += counts;
             }
         }
-        Ok(store)
-    }
-
-    /// A file from before records were located: read what it had read again, newest first, and
-    /// note where each record is, page by page (each page one transaction, so a stop loses
-    /// nothing done), until `located` is complete.
-    async fn backfill_located(
-        &self,
-        mut store: ViewStore<P>,
-        patience: &Patience,
-        shutdown: &CancellationToken,
-    ) -> Result<ViewStore<P>, ServiceError> {
-        let (next, todo) = self.on_store(store, patience, |s| s.located_from()).await?;
-        store = next;
-        if todo.is_empty() {
-            return Ok(store);
-        }
-        let total: u64 = todo.iter().map(|p| p.offset).sum();
-        tracing::info!(
-            view = P::NAME,
-            records = total,
-            "this file predates the return index: noting where its records are, once"
-        );
-        for at in todo {
-            let tp = TopicPartition {
-                topic: at.topic.clone(),
-                partition: at.partition,
-            };
-            let mut below = at.offset;
-            while below > 0 {
-                if shutdown.is_cancelled() {
-                    return Ok(store);
-                }
-                let from = below.saturating_sub(self.config.batch_max as u64);
-                let mut page = self
-                    .log
-                    .read(&tp.topic, tp.partition, from, (below - from) as usize)
-                    .await?;
-                page.retain(|r| r.offset < below);
-                let tp2 = tp.clone();
-                let (next, ()) = self
-                    .on_store(store, patience, move |s| {
-                        let batch: Vec<Incoming<EventOf<P>>> =
-                            page.iter().map(Incoming::decode::<P::Source>).collect();
-                        s.backfill_located(&tp2, from, &batch)
-                    })
-                    .await?;
-                store = next;
-                below = from;
-            }
-        }
-        tracing::info!(view = P::NAME, "every record is located");
         Ok(store)
     }
 
@@ -2086,32 +1935,38 @@ mod tests {
         assert_eq!(counted_at(&view), 25);
     }
 
-    /// Finding 3, on a file written before the fix: its skipped ids were in `applied`; opening
-    /// it takes them out, so they are read again too.
+    /// A view file of another layout is not migrated: its tables are dropped and the view is
+    /// rebuilt from the log, to the same state.
     #[tokio::test]
-    async fn an_old_file_s_skipped_records_are_read_again() {
+    async fn a_file_of_another_layout_is_rebuilt_from_the_log() {
         let dir = tempfile::tempdir().unwrap();
         let log = sqlite_log(dir.path()).await;
-        let req = Generator::new(6).request(0);
-        log.append(RETURN_ORDERS, vec![request_record(&req, V3)])
-            .await
-            .unwrap();
+        publish(&log, 0..40).await;
         let view = dir.path().join("view");
         runner::<Counter>(&log, &view).catch_up().await.unwrap();
+        assert_eq!(counted_at(&view), 40);
         {
-            // What the old code left: the id in `applied`, no `key`, user_version 0.
+            // Another build's file: another layout version, a table this build does not know.
             let db = Connection::open(view.join(format!("{}.db", Counter::NAME))).unwrap();
-            db.execute_batch(
-                "INSERT INTO applied SELECT event_id FROM skipped;
-                 DROP INDEX skipped_by_key;
-                 ALTER TABLE skipped DROP COLUMN key;
-                 PRAGMA user_version = 0;",
+            db.execute_batch("CREATE TABLE leftover (x INTEGER); PRAGMA user_version = 1;")
+                .unwrap();
+        }
+        let rebuilt = runner::<Counter>(&log, &view).catch_up().await.unwrap();
+        assert_eq!(rebuilt.counts.applied, 40, "{rebuilt:?}");
+        assert_eq!(counted_at(&view), 40);
+        let db = Connection::open(view.join(format!("{}.db", Counter::NAME))).unwrap();
+        let leftover: bool = db
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name = 'leftover')",
+                [],
+                |r| r.get(0),
             )
             .unwrap();
-        }
-        let newer = runner::<CounterV3>(&log, &view).catch_up().await.unwrap();
-        assert_eq!(newer.counts.applied, 1);
-        assert_eq!(counted_at(&view), 1);
+        assert!(!leftover);
+        let version: i64 = db
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, LAYOUT_VERSION);
     }
 
     /// Finding 4: another copy of the view (another data directory) moves the group after this

@@ -54,8 +54,6 @@ impl Projection for StatusView {
         )
     }
 
-    const LOCATES: bool = true;
-
     /// Every record is noted under its return, so a timeline reads only those records
     /// ([`crate::tools::audit::timeline_at`]).
     fn locate(record: &Incoming<ReturnsEvent>) -> Option<String> {
@@ -309,7 +307,6 @@ mod tests {
     use crate::views::projection::testkit::{
         bad_request, decided, first_decision, incoming, requested,
     };
-    use returns_eventlog::Record;
 
     #[test]
     fn a_return_shows_each_team_decided_or_pending() {
@@ -388,7 +385,7 @@ mod tests {
     }
 
     #[test]
-    fn every_record_of_a_return_is_located_and_an_older_file_says_it_cannot_tell() {
+    fn every_record_of_a_return_is_located() {
         let dir = tempfile::tempdir().unwrap();
         let mut store = StatusStore::open(dir.path()).unwrap();
         let (a, b) = (Generator::new(5).request(0), Generator::new(5).request(1));
@@ -406,7 +403,6 @@ mod tests {
             store
                 .located(&key.to_string())
                 .unwrap()
-                .expect("a new file locates everything")
                 .into_iter()
                 .map(|p| (p.topic, p.offset))
                 .collect()
@@ -422,53 +418,6 @@ mod tests {
             "the request, Sales and Quality"
         );
         assert_eq!(at(&store, &b.return_id).len(), 2);
-        drop(store);
-
-        // A file written before records were located: it can no longer tell.
-        let conn = rusqlite::Connection::open(dir.path().join("user-support-status.db")).unwrap();
-        conn.execute_batch("DROP TABLE located; DROP TABLE located_from; PRAGMA user_version = 1;")
-            .unwrap();
-        drop(conn);
-        let mut store = StatusStore::open(dir.path()).unwrap();
-        assert_eq!(store.located(&a.return_id.to_string()).unwrap(), None);
-        // It stays so while what it read before is not located, although what it reads from
-        // now on is.
-        let c = Generator::new(5).request(2);
-        store
-            .apply(&incoming::<StatusView>(&[requested(&c, 2, 4_000)]))
-            .unwrap();
-        assert_eq!(store.located(&c.return_id.to_string()).unwrap(), None);
-        // The runner reads the older records again, page by page, newest first.
-        let todo = store.located_from().unwrap();
-        assert_eq!(
-            todo.len(),
-            4,
-            "returnOrders and three team topics: {todo:?}"
-        );
-        for at in todo {
-            let tp = returns_eventlog::TopicPartition {
-                topic: at.topic.clone(),
-                partition: at.partition,
-            };
-            let older: Vec<Record> = batch
-                .iter()
-                .filter(|r| r.topic == at.topic && r.offset < at.offset)
-                .cloned()
-                .collect();
-            let (upper, lower): (Vec<Record>, Vec<Record>) =
-                older.into_iter().partition(|r| r.offset >= 1);
-            store
-                .backfill_located(&tp, 1.min(at.offset), &incoming::<StatusView>(&upper))
-                .unwrap();
-            if at.offset > 1 {
-                assert_eq!(store.located(&a.return_id.to_string()).unwrap(), None);
-            }
-            store
-                .backfill_located(&tp, 0, &incoming::<StatusView>(&lower))
-                .unwrap();
-        }
-        assert_eq!(at(&store, &a.return_id), expected_a, "complete again");
-        assert_eq!(at(&store, &c.return_id).len(), 1);
     }
 
     #[test]
