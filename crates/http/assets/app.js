@@ -6,14 +6,10 @@
 (() => {
   // ---------------------------------------------------------------- reference data
 
-  const TEAMS = [
-    { id: 'sales', name: 'Sales', produces: 'order refund' },
-    { id: 'inventory', name: 'Inventory', produces: 'replacement shipment' },
-    { id: 'manufacturing', name: 'Manufacturing', produces: 'disassembly order' },
-    { id: 'accounting', name: 'Accounting', produces: 'asset disposal charge' },
-    { id: 'quality', name: 'Quality', produces: 'defect rate per model & location', late: true },
-  ];
-  const REACTING = ['sales', 'inventory', 'manufacturing', 'accounting'];
+  // Every team, in order, as the server wrote it into the page: { id, name, produces, late }.
+  // A late team acts on nothing and nobody waits for it; the others decide every return.
+  const TEAMS = JSON.parse(document.getElementById('teams').textContent);
+  const REACTING = TEAMS.filter((t) => !t.late).map((t) => t.id);
   const MAX_ITEMS = 12;
   // Suggestions for the form only: the server decides what is valid.
   const MODELS = {
@@ -1182,7 +1178,7 @@
     const when = st && st.at && t0 ? Date.parse(st.at) - t0 : null;
     return el('div', { class: `tstat st-${status}`, 'data-team': name, 'data-status': status },
       el('span', { class: 'tstat-team' }, name),
-      el('span', { class: 'tstat-status' }, status === 'pending' ? (name === 'quality' ? 'not yet' : 'pending') : shortType(st.event_type)),
+      el('span', { class: 'tstat-status' }, status === 'pending' ? (REACTING.includes(name) ? 'pending' : 'not yet') : shortType(st.event_type)),
       el('span', { class: 'tstat-note' }, st && st.reason ? st.reason : when !== null ? `+${fmtMs(when)}` : ''));
   }
 
@@ -1192,7 +1188,7 @@
     const decided = REACTING.filter((t) => statuses.get(t) && statuses.get(t).status !== 'pending').length;
     const head = el('div', { class: 'tl-head' },
       el('code', { class: 'tl-id' }, d.return_id),
-      el('span', { class: `chip ${d.complete ? 's-accepted' : 's-pending'}` }, d.complete ? 'complete' : `${decided} of 4 teams decided`),
+      el('span', { class: `chip ${d.complete ? 's-accepted' : 's-pending'}` }, d.complete ? 'complete' : `${decided} of ${REACTING.length} teams decided`),
       d.request ? el('span', { class: 'muted small' }, `requested ${clock(d.request.requested_at, false)} · published ${clock(d.request.published_at, true)}`) : el('span', { class: 'muted small' }, 'not on the log yet'));
     const grid = el('div', { class: 'tstats' }, ...TEAMS.map((t) => teamStatusCell(t.id, statuses.get(t.id), t0)));
     const parts = [head, grid];
