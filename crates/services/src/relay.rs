@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::faults::{CrashPoint, Faults};
 use crate::metrics::TeamMetrics;
-use crate::store::{connect, store_error};
+use crate::store::{connect, store_error, Layout};
 use crate::ServiceError;
 
 const BATCH: usize = 5_000;
@@ -37,7 +37,7 @@ pub struct Outbox {
 
 impl Outbox {
     pub fn open(team: &'static str, path: PathBuf) -> Result<Self, ServiceError> {
-        let conn = connect(team, &path)?;
+        let conn = connect(team, &path, Layout::Outbox)?;
         Ok(Outbox { team, path, conn })
     }
 
