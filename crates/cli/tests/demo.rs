@@ -149,6 +149,23 @@ fn bad_lines_published_raw_are_dead_lettered_and_listed() {
             || l["error"].as_str().unwrap().contains("missing field")));
 }
 
+/// Logs written to a pipe (or a file) carry no colour codes: only a terminal gets them.
+#[test]
+fn logs_to_a_pipe_have_no_colour_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, _, stderr) = output(
+        Command::new(env!("CARGO_BIN_EXE_returns"))
+            .args(["demo", "--returns", "3"])
+            .env("RETURNS_DATA", dir.path().join("data"))
+            .env_remove("RETURNS_LOG")
+            .env_remove("NO_COLOR")
+            .env("RETURNS_TRACE", "info"),
+    );
+    assert!(ok, "{stderr}");
+    assert!(stderr.contains("INFO"), "no log line: {stderr}");
+    assert!(!stderr.contains("\x1b["), "colour codes in: {stderr:?}");
+}
+
 #[test]
 fn a_bad_log_url_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
