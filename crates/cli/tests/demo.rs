@@ -166,6 +166,38 @@ fn logs_to_a_pipe_have_no_colour_codes() {
     assert!(!stderr.contains("\x1b["), "colour codes in: {stderr:?}");
 }
 
+/// A broker that does not answer: the error names its cause once (the libraries' messages say
+/// their cause, and rdkafka's error returns it as its source too).
+#[test]
+fn an_unreachable_broker_is_named_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, _, stderr) = returns(
+        dir.path(),
+        &[
+            "status",
+            "00000000-0000-4000-8000-000000000000",
+            "--log",
+            "kafka://127.0.0.1:1",
+        ],
+    );
+    assert!(!ok);
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_else(|| panic!("no error line in: {stderr}"));
+    assert!(
+        line.contains("cannot open the event log kafka://127.0.0.1:1"),
+        "{line}"
+    );
+    assert!(line.contains("is the broker up?"), "{line}");
+    let cause = "Broker transport failure";
+    assert_eq!(line.matches(cause).count(), 1, "{line}");
+    let parts: Vec<&str> = line.split(": ").collect();
+    for (i, part) in parts.iter().enumerate() {
+        assert!(!parts[..i].contains(part), "`{part}` twice in: {line}");
+    }
+}
+
 #[test]
 fn a_bad_log_url_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
