@@ -191,6 +191,13 @@ fn audit_shows_each_return_across_every_team(run: &Run, n: u64) {
         "--json",
     ]);
     assert_eq!(future.as_array().unwrap().len(), 0);
+    // User Support's own log: the requests it published to returnOrders.
+    let requests = run.json(&["audit", "--team", "user-support", "--limit", "0", "--json"]);
+    let requests = requests.as_array().unwrap();
+    assert_eq!(requests.len() as u64, n);
+    assert!(requests
+        .iter()
+        .all(|e| e["team"] == "user-support" && e["topic"] == "returnOrders"));
 
     let unknown = uuid::Uuid::new_v4().to_string();
     let (ok, _, err) = run.returns(&["audit", &unknown]);
@@ -215,6 +222,20 @@ fn sales_effects(data: &Path) -> HashMap<String, Value> {
         (id, serde_json::from_str(&event).unwrap())
     })
     .collect()
+}
+
+/// Before anything is published, `returns audit --team user-support` says how User Support
+/// publishes, not to run it as a team.
+#[test]
+fn audit_of_user_support_before_any_request_names_the_commands_that_publish() {
+    let run = Run::new(None);
+    let (ok, _, err) = run.returns(&["audit", "--team", "user-support"]);
+    assert!(!ok);
+    assert!(
+        err.contains("returns publish") && err.contains("returns serve"),
+        "{err}"
+    );
+    assert!(!err.contains("returns run"), "{err}");
 }
 
 #[test]

@@ -149,6 +149,55 @@ fn bad_lines_published_raw_are_dead_lettered_and_listed() {
             || l["error"].as_str().unwrap().contains("missing field")));
 }
 
+/// Logs written to a pipe (or a file) carry no colour codes: only a terminal gets them.
+#[test]
+fn logs_to_a_pipe_have_no_colour_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, _, stderr) = output(
+        Command::new(env!("CARGO_BIN_EXE_returns"))
+            .args(["demo", "--returns", "3"])
+            .env("RETURNS_DATA", dir.path().join("data"))
+            .env_remove("RETURNS_LOG")
+            .env_remove("NO_COLOR")
+            .env("RETURNS_TRACE", "info"),
+    );
+    assert!(ok, "{stderr}");
+    assert!(stderr.contains("INFO"), "no log line: {stderr}");
+    assert!(!stderr.contains("\x1b["), "colour codes in: {stderr:?}");
+}
+
+/// A broker that does not answer: the error names its cause once (the libraries' messages say
+/// their cause, and rdkafka's error returns it as its source too).
+#[test]
+fn an_unreachable_broker_is_named_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, _, stderr) = returns(
+        dir.path(),
+        &[
+            "status",
+            "00000000-0000-4000-8000-000000000000",
+            "--log",
+            "kafka://127.0.0.1:1",
+        ],
+    );
+    assert!(!ok);
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_else(|| panic!("no error line in: {stderr}"));
+    assert!(
+        line.contains("cannot open the event log kafka://127.0.0.1:1"),
+        "{line}"
+    );
+    assert!(line.contains("is the broker up?"), "{line}");
+    let cause = "Broker transport failure";
+    assert_eq!(line.matches(cause).count(), 1, "{line}");
+    let parts: Vec<&str> = line.split(": ").collect();
+    for (i, part) in parts.iter().enumerate() {
+        assert!(!parts[..i].contains(part), "`{part}` twice in: {line}");
+    }
+}
+
 #[test]
 fn a_bad_log_url_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();

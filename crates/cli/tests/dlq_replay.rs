@@ -1,4 +1,4 @@
-//! `returns dlq replay` as a user runs it: the real binary against a log where the five teams
+//! `returns dlq redrive` as a user runs it: the real binary against a log where the five teams
 //! (run in this test's process, on the same log and data directory) dead-lettered two records
 //! that this build still cannot read, a line typed into a console producer (no headers, so its
 //! id is derived from its place) and a `RefundRequest.v9`.
@@ -40,11 +40,11 @@ fn returns(url: &str, data: &Path, args: &[&str]) -> (bool, String, String) {
     )
 }
 
-fn replay_json(url: &str, data: &Path, args: &[&str]) -> Value {
-    let mut all = vec!["dlq", "replay", "--json"];
+fn redrive_json(url: &str, data: &Path, args: &[&str]) -> Value {
+    let mut all = vec!["dlq", "redrive", "--json"];
     all.extend_from_slice(args);
     let (ok, stdout, stderr) = returns(url, data, &all);
-    assert!(ok, "dlq replay failed: {stderr}");
+    assert!(ok, "dlq redrive failed: {stderr}");
     serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
 }
 
@@ -131,7 +131,7 @@ async fn scenario(url: &str, data: &Path) {
 
     // A dry run counts, and moves nothing: twice the same answer, nothing appended.
     for _ in 0..2 {
-        let dry = replay_json(url, data, &["--dry-run"]);
+        let dry = redrive_json(url, data, &["--dry-run"]);
         assert_eq!(dry["dry_run"], true);
         for team in TeamName::EVERY {
             assert_eq!(put_back(&dry, team.as_str()), (2, 0), "{dry}");
@@ -139,7 +139,7 @@ async fn scenario(url: &str, data: &Path) {
         assert_eq!(dry["appended"], 2, "one record per event: {dry}");
     }
     assert_eq!(count(&log, RETURN_ORDERS).await, published);
-    let (ok, table, stderr) = returns(url, data, &["dlq", "replay", "--dry-run"]);
+    let (ok, table, stderr) = returns(url, data, &["dlq", "redrive", "--dry-run"]);
     assert!(ok, "{stderr}");
     for needle in [
         "to put back",
@@ -150,7 +150,7 @@ async fn scenario(url: &str, data: &Path) {
     }
 
     // Sales's dead letters go back, under their ids; the other teams' stay where they are.
-    let sales = replay_json(url, data, &["--team", "sales"]);
+    let sales = redrive_json(url, data, &["--team", "sales"]);
     assert_eq!(sales["teams"].as_object().unwrap().len(), 1, "{sales}");
     assert_eq!(put_back(&sales, "sales"), (2, 0));
     assert_eq!(sales["appended"], 2);
@@ -181,7 +181,7 @@ async fn scenario(url: &str, data: &Path) {
     let listed: Value = serde_json::from_str(&stdout).unwrap();
     for letter in listed.as_array().unwrap() {
         let sales = letter["topic"] == dead_letters_of(TeamName::Sales).as_str();
-        assert_eq!(letter["replayed"], sales, "{letter}");
+        assert_eq!(letter["redriven"], sales, "{letter}");
     }
     let (ok, table, _) = returns(url, data, &["dlq", "list", "--team", "sales"]);
     assert!(ok && table.contains("2 of them put back"), "{table}");
@@ -210,28 +210,28 @@ async fn scenario(url: &str, data: &Path) {
             .any(|l| l.header("dlt_error_kind") == Some("unknown_version")));
     }
 
-    // Every team's dead letters: Sales has only the two written since its replay.
-    let all = replay_json(url, data, &[]);
+    // Every team's dead letters: Sales has only the two written since its redrive.
+    let all = redrive_json(url, data, &[]);
     assert_eq!(put_back(&all, "sales"), (2, 2), "{all}");
     for team in ["inventory", "manufacturing", "accounting", "quality"] {
         assert_eq!(put_back(&all, team), (4, 2), "{team}: {all}");
     }
     assert_eq!(all["appended"], 2);
     // Run again at once: everything was put back already.
-    let twice = replay_json(url, data, &[]);
+    let twice = redrive_json(url, data, &[]);
     for team in TeamName::EVERY {
         assert_eq!(put_back(&twice, team.as_str()), (0, 0), "{twice}");
     }
     assert_eq!(twice["appended"], 0);
     assert_eq!(count(&log, RETURN_ORDERS).await, published + 4);
 
-    let (ok, _, stderr) = returns(url, data, &["dlq", "replay", "--team", "shipping"]);
+    let (ok, _, stderr) = returns(url, data, &["dlq", "redrive", "--team", "shipping"]);
     assert!(!ok);
     assert!(stderr.contains("unknown team `shipping`"), "{stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dlq_replay_on_the_embedded_log() {
+async fn dlq_redrive_on_the_embedded_log() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let url = format!("sqlite://{}", data.join("log.db").display());
@@ -243,7 +243,7 @@ async fn dlq_replay_on_the_embedded_log() {
     not(kafka_broker),
     ignore = "needs a Kafka broker: run bash scripts/test.sh"
 )]
-async fn dlq_replay_on_kafka() {
+async fn dlq_redrive_on_kafka() {
     let bootstrap = std::env::var("RETURNS_KAFKA_BOOTSTRAP").expect("RETURNS_KAFKA_BOOTSTRAP");
     let namespace = format!("dlq-{}", uuid::Uuid::new_v4().simple());
     let url = format!("kafka://{bootstrap}?namespace={namespace}");

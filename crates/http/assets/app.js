@@ -6,25 +6,13 @@
 (() => {
   // ---------------------------------------------------------------- reference data
 
-  const TEAMS = [
-    { id: 'sales', name: 'Sales', produces: 'order refund' },
-    { id: 'inventory', name: 'Inventory', produces: 'replacement shipment' },
-    { id: 'manufacturing', name: 'Manufacturing', produces: 'disassembly order' },
-    { id: 'accounting', name: 'Accounting', produces: 'asset disposal charge' },
-    { id: 'quality', name: 'Quality', produces: 'defect rate per model & location', late: true },
-  ];
-  const REACTING = ['sales', 'inventory', 'manufacturing', 'accounting'];
+  // Every team, in order, as the server wrote it into the page: { id, name, produces, late }.
+  // A late team acts on nothing and nobody waits for it; the others decide every return.
+  const TEAMS = JSON.parse(document.getElementById('teams').textContent);
+  const REACTING = TEAMS.filter((t) => !t.late).map((t) => t.id);
   const MAX_ITEMS = 12;
-  // Suggestions for the form only: the server decides what is valid.
-  const MODELS = {
-    'AURA-PHONE-12': [79900, 41000], 'AURA-PHONE-12-PRO': [109900, 56000], 'NOVA-TAB-10': [49900, 24500],
-    'NOVA-TAB-13': [89900, 43000], 'PULSE-WATCH-3': [29900, 11000], 'ECHO-BUDS-2': [17900, 5200],
-    'ZEN-BOOK-14': [139900, 78000], 'ORBIT-HUB': [12900, 4100],
-  };
-  const DEFECTS = ['BATTERY_SWELL', 'SCREEN_DEAD_PIXELS', 'NO_POWER', 'CHARGING_PORT_LOOSE', 'OVERHEATING',
-    'SPEAKER_DISTORTION', 'TOUCH_UNRESPONSIVE', 'WIFI_DROPOUTS'];
-  const LOCATIONS = ['WH-AMS-01', 'WH-RTM-02', 'WH-BRU-01', 'WH-BER-01', 'WH-MUC-01', 'WH-PRG-01', 'WH-LIS-01',
-    'WH-MAD-01', 'HUB-HKG-01', 'STORE-OSL-01'];
+  // The first ask for a sample takes this many, to seed the form's suggestions.
+  const SUGGEST_FROM = 20;
   const HINT_COMPARE = 'returns compare --returns 1000 --outage manufacturing@2..6';
   const TOKEN_KEY = 'returns.token';
   const reducedMotion = window.matchMedia('(prefers-reduced-motion: reduce)').matches;
@@ -280,53 +268,30 @@
     return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
   }
 
-  // Used only while the server has no GET /samples.
-  function localSample() {
-    const pick = (xs) => xs[Math.floor(Math.random() * xs.length)];
-    const model = pick(Object.keys(MODELS));
-    const [price, cost] = MODELS[model];
-    const alnum = 'ABCDEFGHJKLMNPQRSTUVWXYZ23456789';
-    const serial = Array.from({ length: 10 }, () => pick(alnum)).join('');
-    return {
-      return_id: uuid4(),
-      order_id: `SO-${pad(Math.floor(Math.random() * 1e8), 8)}`,
-      customer_id: `C-${pad(Math.floor(Math.random() * 1e6), 6)}`,
-      model,
-      serial: `${model}-${serial}`,
-      reason: { defect: pick(DEFECTS), noticed: Math.random() < 0.15 ? 'on_arrival' : 'in_use', description: null },
-      item_location: pick(LOCATIONS),
-      unit_cost: { minor: cost, currency: 'EUR' },
-      refund_amount: { minor: price, currency: 'EUR' },
-      ship_to: { name: 'Sam Jansen', street: 'Damrak 12', city: 'Amsterdam', postal_code: '1012 LG', country: 'NL' },
-      requested_at: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
-    };
+  // Requests made by the server's generator (GET /samples): the only source of samples. Their
+  // models, defects and locations become the form's suggestions; the server decides what is valid.
+  async function fetchSamples(count) {
+    const { data } = await api(`/samples?count=${count}`);
+    if (!data || !Array.isArray(data.requests)) {
+      throw new ApiError(0, 'bad_answer', null, 'GET /samples answered no requests.');
+    }
+    for (const s of data.requests) suggest(s);
+    return data.requests;
   }
 
-  let samplesMissing = false;
-  async function fetchSamples(count) {
-    if (!samplesMissing) {
-      try {
-        const { data } = await api(`/samples?count=${count}`);
-        if (data && Array.isArray(data.requests)) return data.requests;
-      } catch (e) {
-        if (e.status !== 404) throw e;
-        samplesMissing = true;
-      }
+  const suggested = new Map([['models', new Set()], ['defects', new Set()], ['locations', new Set()]]);
+  function suggest(s) {
+    for (const [id, value] of [['models', s.model], ['defects', s.reason && s.reason.defect], ['locations', s.item_location]]) {
+      if (typeof value !== 'string' || suggested.get(id).has(value)) continue;
+      suggested.get(id).add(value);
+      $(id).append(el('option', { value }));
     }
-    return Array.from({ length: count }, localSample);
   }
 
   // ---------------------------------------------------------------- submit form
 
   const form = $('submit-form');
   let sample = null;
-
-  function fillDatalist(id, values) {
-    append($(id), values.map((v) => el('option', { value: v })));
-  }
-  fillDatalist('models', Object.keys(MODELS));
-  fillDatalist('defects', DEFECTS);
-  fillDatalist('locations', LOCATIONS);
 
   function minorToText(minor, currency) {
     const e = exponent(currency);
@@ -434,26 +399,22 @@
     fill(out, ...parts);
   }
 
-  // True while the form holds a sample made in the page because the server's did not come (it
-  // is asked again once a token is entered).
-  let sampleLocal = false;
+  // True while the last ask for a sample failed (it is asked again once a token is entered).
+  let sampleFailed = false;
 
   async function newSample() {
     const btn = $('new-sample');
     btn.setAttribute('aria-busy', 'true');
     try {
-      const [s] = await fetchSamples(1);
-      sampleLocal = false;
+      const [s] = await fetchSamples(sample ? 1 : SUGGEST_FROM);
+      sampleFailed = false;
       fillForm(s);
-      if (samplesMissing) showResult('pending', null, 'This server has no /samples yet: the sample was made in the page.');
-      else fill($('submit-result'));
+      fill($('submit-result'));
     } catch (e) {
-      // Keep the form usable: a sample made here, and why.
-      sampleLocal = true;
-      fillForm(localSample());
+      sampleFailed = true;
       showResult('pending', null, e.status === 401
-        ? "No sample from the server without its token: this one was made in the page."
-        : `No sample from the server (${e.message}): this one was made in the page.`);
+        ? "No sample from the server without its token: enter the token, and one comes."
+        : `No sample from the server (${e.message}): try New sample again.`);
     } finally {
       btn.removeAttribute('aria-busy');
     }
@@ -999,7 +960,7 @@
     stats.now();
     compare.now();
     if (tl.id) fetchTimeline();
-    if (sampleLocal) newSample();
+    if (sampleFailed) newSample();
     try {
       const { data } = await api('/teams');
       onTeams(data);
@@ -1182,7 +1143,7 @@
     const when = st && st.at && t0 ? Date.parse(st.at) - t0 : null;
     return el('div', { class: `tstat st-${status}`, 'data-team': name, 'data-status': status },
       el('span', { class: 'tstat-team' }, name),
-      el('span', { class: 'tstat-status' }, status === 'pending' ? (name === 'quality' ? 'not yet' : 'pending') : shortType(st.event_type)),
+      el('span', { class: 'tstat-status' }, status === 'pending' ? (REACTING.includes(name) ? 'pending' : 'not yet') : shortType(st.event_type)),
       el('span', { class: 'tstat-note' }, st && st.reason ? st.reason : when !== null ? `+${fmtMs(when)}` : ''));
   }
 
@@ -1192,7 +1153,7 @@
     const decided = REACTING.filter((t) => statuses.get(t) && statuses.get(t).status !== 'pending').length;
     const head = el('div', { class: 'tl-head' },
       el('code', { class: 'tl-id' }, d.return_id),
-      el('span', { class: `chip ${d.complete ? 's-accepted' : 's-pending'}` }, d.complete ? 'complete' : `${decided} of 4 teams decided`),
+      el('span', { class: `chip ${d.complete ? 's-accepted' : 's-pending'}` }, d.complete ? 'complete' : `${decided} of ${REACTING.length} teams decided`),
       d.request ? el('span', { class: 'muted small' }, `requested ${clock(d.request.requested_at, false)} · published ${clock(d.request.published_at, true)}`) : el('span', { class: 'muted small' }, 'not on the log yet'));
     const grid = el('div', { class: 'tstats' }, ...TEAMS.map((t) => teamStatusCell(t.id, statuses.get(t.id), t0)));
     const parts = [head, grid];

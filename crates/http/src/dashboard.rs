@@ -6,12 +6,17 @@
 //!
 //! With `RETURNS_DASHBOARD_DIR` set, the three files are read from that directory on every
 //! request instead (edit, reload; for working on the page).
+//!
+//! The page carries the teams ([`TeamName::EVERY`], in a `<script type="application/json"
+//! id="teams">`), so the script draws a lane per team without a list of its own.
 
 use axum::extract::Path;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use returns_services::TeamName;
+use serde_json::json;
 
 /// `GET /`: the page.
 pub const DASHBOARD_PATH: &str = "/";
@@ -61,6 +66,11 @@ fn file(name: &str) -> Response {
         },
         None => embedded.to_string(),
     };
+    let body = if *name == "index.html" {
+        body.replace(TEAMS_MARK, &teams_json())
+    } else {
+        body
+    };
     (
         StatusCode::OK,
         [
@@ -72,4 +82,52 @@ fn file(name: &str) -> Response {
         body,
     )
         .into_response()
+}
+
+/// Where the page takes the teams.
+const TEAMS_MARK: &str = "{{teams}}";
+
+/// Every team, in order, as the page draws it: `id`, `name`, what it `produces`, and whether it
+/// is `late` (acts on nothing; nobody waits for it).
+fn teams_json() -> String {
+    let teams: Vec<_> = TeamName::EVERY
+        .into_iter()
+        .map(|team| {
+            let id = team.as_str();
+            let mut name = id.to_string();
+            name[..1].make_ascii_uppercase();
+            json!({"id": id, "name": name, "produces": team.produces(), "late": team.is_late()})
+        })
+        .collect();
+    // Inside a <script> element: no `<` can end it early.
+    json!(teams).to_string().replace('<', "\\u003c")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_page_names_every_team_and_which_are_late() {
+        let page = file("index.html").into_body();
+        let body = axum::body::to_bytes(page, usize::MAX).await.unwrap();
+        let body = String::from_utf8(body.to_vec()).unwrap();
+        let start = body
+            .find(r#"<script type="application/json" id="teams">"#)
+            .unwrap();
+        let json = &body[start..];
+        let json = &json[json.find('>').unwrap() + 1..json.find("</script>").unwrap()];
+        let teams: serde_json::Value = serde_json::from_str(json).unwrap();
+        let ids: Vec<&str> = teams
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, TeamName::names(TeamName::EVERY));
+        assert_eq!(teams[0]["name"], "Sales");
+        assert_eq!(teams[4]["late"], true);
+        assert_eq!(teams[3]["late"], false);
+        assert!(!body.contains(TEAMS_MARK));
+    }
 }

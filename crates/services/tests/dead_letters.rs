@@ -170,7 +170,7 @@ async fn assert_both_teams(env: &Env, want: (u64, u64, u64)) {
     }
 }
 
-/// Dead letters put back on `returnOrders` (`returns dlq replay`), on the embedded log.
+/// Dead letters put back on `returnOrders` (`returns dlq redrive`), on the embedded log.
 ///
 /// The fix here is a corrected upstream record: one request was published under a misspelt
 /// `ce_type` (unknown_type) with a good v2 payload, and the replay puts it back under the right

@@ -3,7 +3,7 @@
 //! original place, handles each of the 10,000 exactly once, and reaches the end of
 //! `returnOrders` (lag 0) before a deadline: one bad record never stalls a team.
 //!
-//! Then the dead letters are put back (`returns dlq replay`). This build reads every record it
+//! Then the dead letters are put back (`returns dlq redrive`). This build reads every record it
 //! read before the same way, so the fix is a corrected record: 125 of the bad records are good
 //! requests published under a misspelt `ce_type`, and the replay puts them back under the right
 //! type. Before it, upstream corrects 25 of them itself (same event id, right type): every team

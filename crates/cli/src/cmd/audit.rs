@@ -6,7 +6,9 @@ use std::str::FromStr;
 use anyhow::{bail, Context};
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
 use returns_domain::ReturnId;
+use returns_eventlog::RETURN_ORDERS;
 use returns_services::tools::audit::{team_log, timeline, AuditEntry};
+use returns_services::user_support::intake::USER_SUPPORT;
 use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
 
@@ -18,7 +20,7 @@ pub struct Args {
     /// The return whose timeline to show.
     pub return_id: Option<String>,
     /// Show this team's own log instead (sales, inventory, manufacturing, accounting, or a team
-    /// that joined later, such as quality).
+    /// that joined later, such as quality; user-support for its requests on returnOrders).
     #[arg(long)]
     pub team: Option<String>,
     /// With --team: only events from this time on, RFC 3339 (2026-03-01T00:00:00Z) or a span
@@ -38,6 +40,13 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     if let Some(team) = &args.team {
         let since = args.since.as_deref().map(parse_since).transpose()?;
         let Some(entries) = team_log(log.as_ref(), team, since).await? else {
+            if team == USER_SUPPORT {
+                bail!(
+                    "nothing published to {RETURN_ORDERS} on {} yet (hint: User Support \
+                     publishes with `returns publish` or `returns serve`)",
+                    log.describe()
+                );
+            }
             bail!(
                 "no events from team `{team}` on {} (hint: is the team's name right, and has it \
                  run against this log? `returns run {team}`)",

@@ -1,5 +1,6 @@
-//! `returns dlq list`: the records teams set aside, with the reason. `returns dlq replay`: put
+//! `returns dlq list`: the records teams set aside, with the reason. `returns dlq redrive`: put
 //! them back in front of the teams after a fix (see `returns_services::tools::dead_letters`).
+//! Not "replay": `returns replay` rebuilds a team's state from its own events.
 
 use comfy_table::{presets::UTF8_FULL_CONDENSED, CellAlignment, Table};
 use returns_eventlog::{team_group, Record, RETURN_ORDERS};
@@ -23,7 +24,7 @@ pub enum Command {
     /// Put dead-lettered records back on returnOrders after a fix (a build that reads them
     /// now): each under its original event id, once. A team that decided the event skips it;
     /// a team that still cannot read it dead-letters it again with today's reason.
-    Replay {
+    Redrive {
         /// Only this team's dead letters (every team still sees the records put back, and
         /// skips those it has decided).
         #[arg(long)]
@@ -41,8 +42,8 @@ struct DeadLetter {
     topic: String,
     partition: u32,
     offset: u64,
-    /// `returns dlq replay` has put it back on `returnOrders` (its replay group is past it).
-    replayed: bool,
+    /// `returns dlq redrive` has put it back on `returnOrders` (its group is past it).
+    redriven: bool,
     group: String,
     original_topic: String,
     original_partition: String,
@@ -69,7 +70,7 @@ impl DeadLetter {
             topic: r.topic.clone(),
             partition: r.partition,
             offset: r.offset,
-            replayed: false,
+            redriven: false,
             group: h("dlt_group"),
             original_topic: h("dlt_original_topic"),
             original_partition: h("dlt_original_partition"),
@@ -85,15 +86,15 @@ impl DeadLetter {
 pub async fn run(global: &Global, command: Command) -> anyhow::Result<()> {
     match command {
         Command::List { team, json } => list(global, team, json).await,
-        Command::Replay {
+        Command::Redrive {
             team,
             dry_run,
             json,
-        } => replay(global, team, dry_run, json).await,
+        } => redrive(global, team, dry_run, json).await,
     }
 }
 
-async fn replay(
+async fn redrive(
     global: &Global,
     team: Option<String>,
     dry_run: bool,
@@ -113,12 +114,12 @@ async fn replay(
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        print_replay(&report, &log.describe());
+        print_redrive(&report, &log.describe());
     }
     Ok(())
 }
 
-fn print_replay(report: &ReplayReport, log: &str) {
+fn print_redrive(report: &ReplayReport, log: &str) {
     let mut table = Table::new();
     table.load_preset(UTF8_FULL_CONDENSED).set_header(vec![
         "team",
@@ -174,7 +175,7 @@ async fn list(global: &Global, team: Option<String>, json: bool) -> anyhow::Resu
         if !topic.ends_with(".dlt") || wanted.as_ref().is_some_and(|w| *w != topic) {
             continue;
         }
-        // What its replay group has read was put back (a topic of no team of ours has none).
+        // What its redrive group has read was put back (a topic of no team of ours has none).
         let put_back = match TeamName::EVERY
             .into_iter()
             .find(|t| dead_letters::team_dead_letters(*t) == topic)
@@ -187,8 +188,8 @@ async fn list(global: &Global, team: Option<String>, json: bool) -> anyhow::Resu
         };
         log.for_each_record(&topic, &mut |r| {
             let mut letter = DeadLetter::from_record(&r);
-            // A letter naming no event is passed over by a replay, never put back.
-            letter.replayed = put_back
+            // A letter naming no event is passed over by a redrive, never put back.
+            letter.redriven = put_back
                 .get(r.partition as usize)
                 .is_some_and(|&next| r.offset < next)
                 && dead_letters::record_to_put_back(&r).is_some();
@@ -216,14 +217,14 @@ async fn list(global: &Global, team: Option<String>, json: bool) -> anyhow::Resu
                 d.original_topic, d.original_partition, d.original_offset
             ),
             format!("{}: {}", d.error_kind, d.error),
-            if d.replayed { "yes" } else { "" }.to_string(),
+            if d.redriven { "yes" } else { "" }.to_string(),
             d.payload.clone(),
         ]);
     }
     println!("{table}");
-    let replayed = letters.iter().filter(|d| d.replayed).count();
+    let redriven = letters.iter().filter(|d| d.redriven).count();
     println!(
-        "{} dead letter(s), {replayed} of them put back by `returns dlq replay`",
+        "{} dead letter(s), {redriven} of them put back by `returns dlq redrive`",
         letters.len()
     );
     Ok(())

@@ -19,9 +19,11 @@ use std::time::{Duration, Instant};
 use returns_domain::{Accounting, Inventory, Manufacturing, Sales, Team};
 use returns_eventlog::{team_group, EventLog, LogError, RETURN_ORDERS};
 use returns_services::team::store::TeamStore;
+use returns_services::TeamName;
 use serde_json::Value;
 
-pub const TEAMS: [&str; 4] = ["sales", "inventory", "manufacturing", "accounting"];
+/// The four teams that act on a return, by name.
+pub const TEAMS: [&str; 4] = TeamName::names(TeamName::ALL);
 
 /// The shared broker of the test run (`bash scripts/test.sh` sets it).
 pub fn bootstrap() -> String {

@@ -54,13 +54,42 @@ impl TeamName {
         TeamName::Quality,
     ];
 
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             TeamName::Sales => Sales::NAME,
             TeamName::Inventory => Inventory::NAME,
             TeamName::Manufacturing => Manufacturing::NAME,
             TeamName::Accounting => Accounting::NAME,
             TeamName::Quality => Quality::NAME,
+        }
+    }
+
+    /// The names of `teams`, in their order: `TeamName::names(TeamName::ALL)` is
+    /// `["sales", "inventory", "manufacturing", "accounting"]`, as a constant.
+    pub const fn names<const N: usize>(teams: [TeamName; N]) -> [&'static str; N] {
+        let mut names = [""; N];
+        let mut i = 0;
+        while i < N {
+            names[i] = teams[i].as_str();
+            i += 1;
+        }
+        names
+    }
+
+    /// Whether the team is one of [`TeamName::LATE`]: it acts on nothing, and nobody waits
+    /// for its decision.
+    pub fn is_late(self) -> bool {
+        TeamName::LATE.contains(&self)
+    }
+
+    /// What the team makes of a return, in a few words (the dashboard's lanes).
+    pub fn produces(self) -> &'static str {
+        match self {
+            TeamName::Sales => "order refund",
+            TeamName::Inventory => "replacement shipment",
+            TeamName::Manufacturing => "disassembly order",
+            TeamName::Accounting => "asset disposal charge",
+            TeamName::Quality => "defect rate per model & location",
         }
     }
 }
@@ -175,6 +204,11 @@ mod tests {
         let joined: Vec<TeamName> = TeamName::ALL.into_iter().chain(TeamName::LATE).collect();
         assert_eq!(joined, TeamName::EVERY);
         assert!(!TeamName::ALL.contains(&TeamName::Quality));
+        assert!(TeamName::Quality.is_late() && !TeamName::Sales.is_late());
+        assert_eq!(
+            TeamName::names(TeamName::ALL),
+            ["sales", "inventory", "manufacturing", "accounting"]
+        );
     }
 
     #[test]

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::faults::{CrashPoint, Faults};
 use crate::metrics::TeamMetrics;
 use crate::retry::{pause, Backoff, RetryPolicy};
-use crate::team::store::{connect, store_error};
+use crate::team::store::{connect, store_error, Layout};
 use crate::ServiceError;
 
 const BATCH: usize = 5_000;
@@ -38,7 +38,7 @@ pub struct Outbox {
 
 impl Outbox {
     pub fn open(team: &'static str, path: PathBuf) -> Result<Self, ServiceError> {
-        let conn = connect(team, &path)?;
+        let conn = connect(team, &path, Layout::Outbox)?;
         Ok(Outbox { team, path, conn })
     }
 

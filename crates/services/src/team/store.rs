@@ -139,18 +139,36 @@ pub(crate) fn store_error<'p>(
     }
 }
 
-pub(crate) fn connect(team: &'static str, path: &Path) -> Result<Connection, ServiceError> {
+/// Which tables [`connect`] makes in a store file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Layout {
+    /// A team's store: `processed`, `state`, `effects` and `outbox`.
+    Team,
+    /// Only `outbox`: what the relay reads, in a team's store or in User Support's (which
+    /// makes its own tables besides).
+    Outbox,
+}
+
+pub(crate) fn connect(
+    team: &'static str,
+    path: &Path,
+    layout: Layout,
+) -> Result<Connection, ServiceError> {
     // Connections opening a new file at once can get SQLITE_BUSY at once, without the busy
     // handler (switching to WAL, or its first recovery): try again for a while.
     retry_blocking(
         &RetryPolicy::default(),
         &Until::Elapsed(Duration::from_secs(10)),
         "opening a store",
-        || try_connect(team, path),
+        || try_connect(team, path, layout),
     )
 }
 
-fn try_connect(team: &'static str, path: &Path) -> Result<Connection, ServiceError> {
+fn try_connect(
+    team: &'static str,
+    path: &Path,
+    layout: Layout,
+) -> Result<Connection, ServiceError> {
     let err = store_error(team, path);
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|source| ServiceError::DataDir {
@@ -181,8 +199,27 @@ fn try_connect(team: &'static str, path: &Path) -> Result<Connection, ServiceErr
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(err)?;
+    if layout == Layout::Team {
+        tx.execute_batch(TEAM_TABLES).map_err(err)?;
+        processed_names_the_copy_dead_lettered(&tx).map_err(err)?;
+    }
     tx.execute_batch(
-        "CREATE TABLE IF NOT EXISTS processed (
+        "CREATE TABLE IF NOT EXISTS outbox (
+             seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+             topic   TEXT NOT NULL,
+             key     TEXT NOT NULL,
+             headers TEXT NOT NULL,
+             payload BLOB NOT NULL
+         );",
+    )
+    .map_err(err)?;
+    outbox_seq_never_reused(&tx).map_err(err)?;
+    tx.commit().map_err(err)?;
+    Ok(conn)
+}
+
+/// A team's own tables (the outbox aside).
+const TEAM_TABLES: &str = "CREATE TABLE IF NOT EXISTS processed (
              event_id  TEXT PRIMARY KEY,
              return_id TEXT,
              outcome   TEXT NOT NULL,
@@ -205,21 +242,7 @@ fn try_connect(team: &'static str, path: &Path) -> Result<Connection, ServiceErr
          -- The traditional model's calls look their decision up by event id. Only their rows
          -- are indexed, so the event-sourced path pays nothing for it.
          CREATE INDEX IF NOT EXISTS effects_of_direct_calls ON effects (caused_by)
-             WHERE caused_by LIKE 'direct:%';
-         CREATE TABLE IF NOT EXISTS outbox (
-             seq     INTEGER PRIMARY KEY AUTOINCREMENT,
-             topic   TEXT NOT NULL,
-             key     TEXT NOT NULL,
-             headers TEXT NOT NULL,
-             payload BLOB NOT NULL
-         );",
-    )
-    .map_err(err)?;
-    outbox_seq_never_reused(&tx).map_err(err)?;
-    processed_names_the_copy_dead_lettered(&tx).map_err(err)?;
-    tx.commit().map_err(err)?;
-    Ok(conn)
-}
+             WHERE caused_by LIKE 'direct:%';";
 
 /// Stores made before dead letters could be put back have no `dead_lettered_from`: the column
 /// is added, empty. An empty value stands for the original record, so a redelivery of it is
@@ -272,7 +295,7 @@ impl<T: Team> TeamStore<T> {
     /// Open (or create) the team's store in the data directory.
     pub fn open(dir: &Path) -> Result<Self, ServiceError> {
         let path = store_path(dir, T::NAME);
-        let conn = connect(T::NAME, &path)?;
+        let conn = connect(T::NAME, &path, Layout::Team)?;
         Ok(TeamStore {
             conn,
             path,
@@ -672,11 +695,13 @@ mod tests {
             let path = dir.path().join("sales.db");
             let start = std::sync::Arc::new(std::sync::Barrier::new(6));
             let opened: Vec<_> = (0..6)
-                .map(|_| {
+                .map(|i| {
                     let (path, start) = (path.clone(), std::sync::Arc::clone(&start));
+                    // The service opens the team's layout; its relay, only the outbox.
+                    let layout = [Layout::Team, Layout::Outbox][i % 2];
                     std::thread::spawn(move || {
                         start.wait();
-                        connect("sales", &path).map(|_| ())
+                        connect("sales", &path, layout).map(|_| ())
                     })
                 })
                 .collect();

@@ -19,6 +19,7 @@ use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
+use crate::user_support::intake::USER_SUPPORT;
 use crate::views::projection::{decode_returns_event, ReturnsEvent};
 use crate::ServiceError;
 
@@ -232,13 +233,19 @@ fn causal_order(entries: &mut Vec<AuditEntry>) {
         .collect();
 }
 
-/// One team's own log, oldest first, from `since` on. `None` when the team has no topic yet.
+/// One team's own log, oldest first, from `since` on: its topic, or for `user-support`
+/// `returnOrders`. `None` when that topic does not exist yet.
 pub async fn team_log(
     log: &dyn EventLog,
     team: &str,
     since: Option<OffsetDateTime>,
 ) -> Result<Option<Vec<AuditEntry>>, ServiceError> {
-    let topic = team_topic(team);
+    // User Support's own log is the one it publishes to.
+    let topic = if team == USER_SUPPORT {
+        RETURN_ORDERS.to_string()
+    } else {
+        team_topic(team)
+    };
     if !log.topics().await?.contains(&topic) {
         return Ok(None);
     }

@@ -1,4 +1,4 @@
-//! Dead letters put back in front of the teams after a fix (`returns dlq replay`).
+//! Dead letters put back in front of the teams after a fix (`returns dlq redrive`).
 //!
 //! A team dead-letters a record it cannot read (see [`crate::team::store`]). Once that is fixed (a new
 //! build reads the version that was unknown, or a corrected record), [`replay`] takes each
@@ -45,7 +45,7 @@ pub const ORIGINAL_EVENT_ID: &str = "dlt_original_event_id";
 const PAGE: usize = 1_000;
 const POLL: Duration = Duration::from_millis(200);
 /// A replay whose group gets no record for this long, though records are left, gives up: on
-/// Kafka another member of the group (a second `returns dlq replay`) holds the partitions.
+/// Kafka another member of the group (a second `returns dlq redrive`) holds the partitions.
 const IDLE_LIMIT: Duration = Duration::from_secs(30);
 
 /// A change made to each record before it is put back (a corrected upstream record). It gets
@@ -259,7 +259,7 @@ impl Run<'_> {
             if page.is_empty() {
                 if last_progress.elapsed() > IDLE_LIMIT {
                     return Err(LogError::Timeout {
-                        op: "read of a dead-letter topic by its replay group (is another `returns dlq replay` running?)",
+                        op: "read of a dead-letter topic by its redrive group (is another `returns dlq redrive` running?)",
                         seconds: IDLE_LIMIT.as_secs(),
                     }
                     .into());

@@ -38,7 +38,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::retry::{pause, Backoff, RetryPolicy};
 use crate::team::relay::{Outbox, Relay};
-use crate::team::store::{connect, store_error};
+use crate::team::store::{connect, store_error, Layout};
 use crate::{Faults, ServiceError, TeamMetrics};
 
 /// User Support's name, as its store, metrics and errors name it.
@@ -85,7 +85,7 @@ impl IntakeStore {
     /// Open (creating if needed) `<dir>/user-support.db`.
     pub fn open(dir: &Path) -> Result<Self, ServiceError> {
         let path = intake_path(dir);
-        let mut conn = connect(USER_SUPPORT, &path)?;
+        let mut conn = connect(USER_SUPPORT, &path, Layout::Outbox)?;
         let err = store_error(USER_SUPPORT, &path);
         // In one IMMEDIATE transaction, as the team tables (`connect`): two processes opening
         // an older store at once would otherwise both add the column.
@@ -354,12 +354,34 @@ mod tests {
         assert!(again[0].duplicate);
     }
 
+    /// User Support's file holds its own tables, with its relay's connection open too, and no
+    /// team's (`processed`, `state`, `effects`).
+    #[test]
+    fn the_intake_store_holds_only_its_own_tables() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = IntakeStore::open(dir.path()).unwrap();
+        let _relay = Outbox::open(USER_SUPPORT, store.path().to_path_buf()).unwrap();
+        let conn = Connection::open(store.path()).unwrap();
+        let mut stmt = conn
+            .prepare(
+                "SELECT name FROM sqlite_master
+                 WHERE type IN ('table', 'index') AND name NOT LIKE 'sqlite_%' ORDER BY name",
+            )
+            .unwrap();
+        let names: Vec<String> = stmt
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(names, ["accepted", "outbox"]);
+    }
+
     #[test]
     fn a_row_accepted_before_the_hash_was_kept_matches_any_request() {
         let dir = tempfile::tempdir().unwrap();
         let old = Generator::new(1).request(0);
         {
-            let conn = connect(USER_SUPPORT, &intake_path(dir.path())).unwrap();
+            let conn = connect(USER_SUPPORT, &intake_path(dir.path()), Layout::Outbox).unwrap();
             conn.execute_batch(&format!(
                 "CREATE TABLE accepted (
                      return_id      TEXT PRIMARY KEY,

@@ -62,7 +62,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::retry::{pause, retry, retry_blocking, Backoff, Retrier, RetryPolicy, Until};
 use crate::team::store::store_error;
-use crate::ServiceError;
+use crate::{ServiceError, TeamName};
 
 /// One read model: what it reads and what it writes.
 pub trait Projection: Send + Sync + 'static {
@@ -1226,18 +1226,14 @@ impl<P: Projection> ProjectionRunner<P> {
 // ---------------------------------------------------------------------------------------------
 // What User Support's views read.
 
-/// The four teams that act on a return: a return is complete once each has decided.
-pub const REACTING_TEAMS: [&str; 4] = [
-    Sales::NAME,
-    Inventory::NAME,
-    Manufacturing::NAME,
-    Accounting::NAME,
-];
+/// The four teams that act on a return ([`TeamName::ALL`]): a return is complete once each
+/// has decided.
+pub const REACTING_TEAMS: [&str; 4] = TeamName::names(TeamName::ALL);
 
-/// Teams that only observe returns and may join late (Quality): their events are shown and
-/// measured when there are some, but nobody waits for them. A team added later is not in the
-/// views until it is named here and in [`TeamDecision`].
-pub const OBSERVING_TEAMS: [&str; 1] = [Quality::NAME];
+/// Teams that only observe returns and may join late ([`TeamName::LATE`], Quality): their
+/// events are shown and measured when there are some, but nobody waits for them. A team added
+/// later is not in the views until it is a [`TeamName`] and has a [`TeamDecision`].
+pub const OBSERVING_TEAMS: [&str; 1] = TeamName::names(TeamName::LATE);
 
 /// Every team the views read, reacting teams first.
 pub fn view_teams() -> impl Iterator<Item = &'static str> {
