@@ -193,15 +193,13 @@ fn try_connect(
         .map_err(err)?;
     conn.pragma_update(None, "cache_size", -8_192)
         .map_err(err)?;
-    // The layout is made and brought up to date in one IMMEDIATE transaction: a team's
-    // service and its relay open the same new file at the same moment, and each would
-    // otherwise see a column missing and both add it ("duplicate column name").
+    // The layout is made in one IMMEDIATE transaction: a team's service and its relay open the
+    // same new file at the same moment. Files of earlier builds are not migrated.
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(err)?;
     if layout == Layout::Team {
         tx.execute_batch(TEAM_TABLES).map_err(err)?;
-        processed_names_the_copy_dead_lettered(&tx).map_err(err)?;
     }
     tx.execute_batch(
         "CREATE TABLE IF NOT EXISTS outbox (
@@ -213,17 +211,17 @@ fn try_connect(
          );",
     )
     .map_err(err)?;
-    outbox_seq_never_reused(&tx).map_err(err)?;
     tx.commit().map_err(err)?;
     Ok(conn)
 }
 
 /// A team's own tables (the outbox aside).
 const TEAM_TABLES: &str = "CREATE TABLE IF NOT EXISTS processed (
-             event_id  TEXT PRIMARY KEY,
-             return_id TEXT,
-             outcome   TEXT NOT NULL,
-             at_ms     INTEGER NOT NULL
+             event_id           TEXT PRIMARY KEY,
+             return_id          TEXT,
+             outcome            TEXT NOT NULL,
+             at_ms              INTEGER NOT NULL,
+             dead_lettered_from TEXT
          ) WITHOUT ROWID;
          CREATE TABLE IF NOT EXISTS state (
              key   TEXT PRIMARY KEY,
@@ -243,49 +241,6 @@ const TEAM_TABLES: &str = "CREATE TABLE IF NOT EXISTS processed (
          -- are indexed, so the event-sourced path pays nothing for it.
          CREATE INDEX IF NOT EXISTS effects_of_direct_calls ON effects (caused_by)
              WHERE caused_by LIKE 'direct:%';";
-
-/// Stores made before dead letters could be put back have no `dead_lettered_from`: the column
-/// is added, empty. An empty value stands for the original record, so a redelivery of it is
-/// still a duplicate.
-fn processed_names_the_copy_dead_lettered(conn: &Connection) -> rusqlite::Result<()> {
-    let has: bool = conn.query_row(
-        "SELECT COUNT(*) > 0 FROM pragma_table_info('processed') WHERE name = 'dead_lettered_from'",
-        [],
-        |r| r.get(0),
-    )?;
-    if has {
-        return Ok(());
-    }
-    conn.execute_batch("ALTER TABLE processed ADD COLUMN dead_lettered_from TEXT")
-}
-
-/// The outbox's `seq` must never be handed out twice (AUTOINCREMENT). A relay clears "every row
-/// up to the last one it sent"; if an emptied outbox gave its old numbers to new rows, a relay
-/// still holding an older number (a second process of the team, or a relay finishing after a
-/// crash) would delete rows nobody sent. Stores made before this rule get their outbox rebuilt
-/// (inside the caller's transaction).
-fn outbox_seq_never_reused(conn: &Connection) -> rusqlite::Result<()> {
-    let sql: String = conn.query_row(
-        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'outbox'",
-        [],
-        |r| r.get(0),
-    )?;
-    if sql.contains("AUTOINCREMENT") {
-        return Ok(());
-    }
-    conn.execute_batch(
-        "CREATE TABLE outbox_new (
-             seq     INTEGER PRIMARY KEY AUTOINCREMENT,
-             topic   TEXT NOT NULL,
-             key     TEXT NOT NULL,
-             headers TEXT NOT NULL,
-             payload BLOB NOT NULL
-         );
-         INSERT INTO outbox_new SELECT seq, topic, key, headers, payload FROM outbox;
-         DROP TABLE outbox;
-         ALTER TABLE outbox_new RENAME TO outbox;",
-    )
-}
 
 pub(crate) fn now_us() -> i64 {
     (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1000) as i64
@@ -820,32 +775,9 @@ mod tests {
         );
     }
 
-    /// A store made before dead letters could be put back gets the column; its dead-lettered
-    /// rows stand for the originals, so redelivering one is still a duplicate.
-    #[test]
-    fn an_old_processed_table_gets_the_copy_column_and_keeps_its_rows() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = store_path(dir.path(), "sales");
-        let old = Connection::open(&path).unwrap();
-        old.execute_batch(
-            "CREATE TABLE processed (event_id TEXT PRIMARY KEY, return_id TEXT,
-                                     outcome TEXT NOT NULL, at_ms INTEGER NOT NULL) WITHOUT ROWID;
-             INSERT INTO processed VALUES ('e-1', NULL, 'dead_lettered', 1);",
-        )
-        .unwrap();
-        drop(old);
-        let mut store = TeamStore::<returns_domain::Sales>::open(dir.path()).unwrap();
-        assert_eq!(apply(&mut store, bad("e-1", 0, None)), (0, 1, 0));
-        assert_eq!(apply(&mut store, bad("e-1", 4, Some("d/0/1"))), (0, 0, 1));
-        assert_eq!(apply(&mut store, good(0, "e-1", 5)), (1, 0, 0));
-        drop(store);
-        // Opening again leaves the column as it is.
-        let store = TeamStore::<returns_domain::Sales>::open(dir.path()).unwrap();
-        assert_eq!(store.processed_count().unwrap(), 1);
-    }
-
-    /// A relay clears "everything up to the last row it sent": the numbers of cleared rows must
-    /// never come back, or a relay holding an old number would delete rows nobody sent.
+    /// The outbox's `seq` is never handed out twice (AUTOINCREMENT): a relay clears "every
+    /// row up to the last one it sent", so a number reused after the outbox emptied would let a
+    /// relay still holding an older number delete rows nobody sent.
     #[test]
     fn outbox_numbers_are_never_reused() {
         let dir = tempfile::tempdir().unwrap();
@@ -863,31 +795,5 @@ mod tests {
         let first = add();
         store.conn.execute("DELETE FROM outbox", []).unwrap();
         assert!(add() > first);
-    }
-
-    /// A store made before that rule gets its outbox rebuilt, rows kept.
-    #[test]
-    fn an_old_outbox_is_rebuilt_with_its_rows() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = store_path(dir.path(), "sales");
-        let old = Connection::open(&path).unwrap();
-        old.execute_batch(
-            "CREATE TABLE outbox (seq INTEGER PRIMARY KEY, topic TEXT NOT NULL, key TEXT NOT NULL,
-                                  headers TEXT NOT NULL, payload BLOB NOT NULL);
-             INSERT INTO outbox VALUES (7, 't', 'k', '[]', x'01');",
-        )
-        .unwrap();
-        drop(old);
-        let store = TeamStore::<returns_domain::Sales>::open(dir.path()).unwrap();
-        let (sql, seq): (String, i64) = store
-            .conn
-            .query_row(
-                "SELECT (SELECT sql FROM sqlite_master WHERE name = 'outbox'), seq FROM outbox",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .unwrap();
-        assert!(sql.contains("AUTOINCREMENT"), "{sql}");
-        assert_eq!(seq, 7);
     }
 }

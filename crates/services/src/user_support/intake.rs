@@ -16,11 +16,10 @@
 //! its id and answered as a duplicate: nothing is written and nothing is published twice. The
 //! same return id with a **different** request (its v2 payload hashes differently) is a
 //! [`AcceptError::Conflict`]: the whole call's transaction rolls back, so none of the requests
-//! given with it is accepted. A row written before the hash was kept (no hash) matches any
-//! request.
+//! given with it is accepted.
 //!
 //! The store is opened with the teams' store connection (the same SQLite settings and the same
-//! `outbox` table, which is what lets the relay serve both); its team tables stay empty.
+//! `outbox` table, which is what lets the relay serve both), and holds only its own tables.
 //!
 //! The log may be unreachable when returns are accepted: [`open_log_when_reachable`] opens it
 //! as soon as it answers, retrying with backoff until then.
@@ -87,8 +86,7 @@ impl IntakeStore {
         let path = intake_path(dir);
         let mut conn = connect(USER_SUPPORT, &path, Layout::Outbox)?;
         let err = store_error(USER_SUPPORT, &path);
-        // In one IMMEDIATE transaction, as the team tables (`connect`): two processes opening
-        // an older store at once would otherwise both add the column.
+        // In one IMMEDIATE transaction, as the team tables (`connect`).
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(err)?;
@@ -97,23 +95,10 @@ impl IntakeStore {
                  return_id      TEXT PRIMARY KEY,
                  event_id       TEXT NOT NULL,
                  accepted_at_ms INTEGER NOT NULL,
-                 request_sha256 BLOB
+                 request_sha256 BLOB NOT NULL
              ) WITHOUT ROWID;",
         )
         .map_err(err)?;
-        // A store made before the hash was kept: add the column; its rows keep no hash.
-        let hashed: bool = tx
-            .query_row(
-                "SELECT EXISTS (SELECT 1 FROM pragma_table_info('accepted')
-                                WHERE name = 'request_sha256')",
-                [],
-                |r| r.get(0),
-            )
-            .map_err(err)?;
-        if !hashed {
-            tx.execute_batch("ALTER TABLE accepted ADD COLUMN request_sha256 BLOB")
-                .map_err(err)?;
-        }
         tx.commit().map_err(err)?;
         Ok(IntakeStore { conn, path })
     }
@@ -184,10 +169,10 @@ impl IntakeStore {
                         duplicate: false,
                     });
                 } else {
-                    let (event_id, earlier_sha256): (String, Option<Vec<u8>>) = earlier
+                    let (event_id, earlier_sha256): (String, Vec<u8>) = earlier
                         .query_row([&return_id], |r| Ok((r.get(0)?, r.get(1)?)))
                         .map_err(err)?;
-                    if earlier_sha256.is_some_and(|h| h != sha256) {
+                    if earlier_sha256 != sha256 {
                         // Dropping `tx` rolls the whole call back.
                         return Err(AcceptError::Conflict { return_id });
                     }
@@ -374,36 +359,6 @@ mod tests {
             .collect::<Result<_, _>>()
             .unwrap();
         assert_eq!(names, ["accepted", "outbox"]);
-    }
-
-    #[test]
-    fn a_row_accepted_before_the_hash_was_kept_matches_any_request() {
-        let dir = tempfile::tempdir().unwrap();
-        let old = Generator::new(1).request(0);
-        {
-            let conn = connect(USER_SUPPORT, &intake_path(dir.path()), Layout::Outbox).unwrap();
-            conn.execute_batch(&format!(
-                "CREATE TABLE accepted (
-                     return_id      TEXT PRIMARY KEY,
-                     event_id       TEXT NOT NULL,
-                     accepted_at_ms INTEGER NOT NULL
-                 ) WITHOUT ROWID;
-                 INSERT INTO accepted VALUES ('{}', 'old-event', 0);",
-                old.return_id
-            ))
-            .unwrap();
-        }
-        let mut store = IntakeStore::open(dir.path()).unwrap();
-        let mut changed = Generator::new(1).request(1);
-        changed.return_id = old.return_id;
-        for request in [old, changed] {
-            let answer = store.accept(&[request]).unwrap();
-            assert!(answer[0].duplicate);
-            assert_eq!(answer[0].event_id, "old-event");
-        }
-        // Reopening a migrated store does not migrate again.
-        drop(store);
-        IntakeStore::open(dir.path()).unwrap();
     }
 
     #[tokio::test]
