@@ -28,6 +28,7 @@ macro_rules! conformance_tests {
             poll_wakes_for_new_records,
             lag_counts_what_a_group_has_not_committed,
             headers_and_payload_round_trip,
+            a_commit_from_outside_the_group_is_where_it_resumes,
         );
     };
     // One check at a time: the attributes repeat once per check.
@@ -300,4 +301,35 @@ pub async fn headers_and_payload_round_trip(log: Arc<dyn EventLog>) {
         assert_eq!(got[0].header(k), Some(v.as_str()), "header {k}");
     }
     assert!(got[0].timestamp_ms > 1_600_000_000_000);
+}
+
+/// A reader with its own checkpoint shows its progress through a group it never joins: the
+/// positions committed from outside are the group's, and a member joining later starts there.
+pub async fn a_commit_from_outside_the_group_is_where_it_resumes(log: Arc<dyn EventLog>) {
+    let topic = unique("outside");
+    let group = unique("g");
+    log.append(&topic, (0..6).map(|i| rec("k", &i.to_string())).collect())
+        .await
+        .unwrap();
+    let ends = log.end_offsets(&topic).await.unwrap();
+    let partition = ends
+        .iter()
+        .position(|&e| e == 6)
+        .expect("one key, one partition") as u32;
+    let at = crate::Position {
+        topic: topic.clone(),
+        partition,
+        offset: 4,
+    };
+    log.commit_outside(&group, std::slice::from_ref(&at))
+        .await
+        .unwrap();
+    assert_eq!(
+        log.committed(&group, &topic).await.unwrap()[partition as usize],
+        4
+    );
+    assert_eq!(log.lag(&group, &topic).await.unwrap(), 2);
+    let mut sub = log.subscribe(&group, &[&topic]).await.unwrap();
+    let got = poll_n(sub.as_mut(), 2).await;
+    assert_eq!(got.iter().map(body).collect::<Vec<_>>(), ["4", "5"]);
 }

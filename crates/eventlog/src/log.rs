@@ -35,6 +35,12 @@ pub trait EventLog: Send + Sync + 'static {
     async fn append(&self, topic: &str, records: Vec<OutRecord>)
         -> Result<Vec<Position>, LogError>;
 
+    /// Record `positions` (next offsets) as `group`'s committed positions without joining the
+    /// group: for a reader that keeps its own checkpoint and reads with [`EventLog::read`], so
+    /// that the group's lag shows how far behind it is. Meant for a group with no members (a
+    /// member's commit would overwrite it, and a broker may refuse it while members are in).
+    async fn commit_outside(&self, group: &str, positions: &[Position]) -> Result<(), LogError>;
+
     /// Join `group` to read `topics`, starting from the group's committed positions.
     async fn subscribe(
         &self,

@@ -39,6 +39,9 @@ pub trait Wrapper: Send + Sync + 'static {
     async fn end_offsets(&self, topic: &str) -> Result<Vec<u64>, LogError> {
         self.inner().end_offsets(topic).await
     }
+    async fn commit_outside(&self, group: &str, positions: &[Position]) -> Result<(), LogError> {
+        self.inner().commit_outside(group, positions).await
+    }
     async fn committed(&self, group: &str, topic: &str) -> Result<Vec<u64>, LogError> {
         self.inner().committed(group, topic).await
     }
@@ -86,6 +89,9 @@ impl<W: Wrapper> EventLog for W {
     }
     async fn end_offsets(&self, topic: &str) -> Result<Vec<u64>, LogError> {
         Wrapper::end_offsets(self, topic).await
+    }
+    async fn commit_outside(&self, group: &str, positions: &[Position]) -> Result<(), LogError> {
+        Wrapper::commit_outside(self, group, positions).await
     }
     async fn committed(&self, group: &str, topic: &str) -> Result<Vec<u64>, LogError> {
         Wrapper::committed(self, group, topic).await

@@ -320,35 +320,60 @@ impl Shared {
         Ok((tpl, partitions))
     }
 
+    /// A consumer of `group` that never joins it, for its committed offsets (made once per
+    /// group and kept).
+    fn group_consumer(&self, group: &str) -> Result<Arc<BaseConsumer<LogContext>>, LogError> {
+        let mut offsets = self.offsets.lock().expect("offsets lock");
+        if let Some(c) = offsets.get(group) {
+            return Ok(Arc::clone(c));
+        }
+        let c: BaseConsumer<LogContext> = client_config(
+            &self.config,
+            ClientKind::Consumer,
+            &[
+                ("group.id", &self.config.qualify(group)),
+                ("enable.auto.commit", "false"),
+            ],
+        )
+        .create_with_context(LogContext)
+        .map_err(kafka_err("consumer setup"))?;
+        let c = Arc::new(c);
+        offsets.insert(group.to_string(), Arc::clone(&c));
+        Ok(c)
+    }
+
     fn committed(&self, group: &str, topic: &str) -> Result<Vec<u64>, LogError> {
         let (tpl, partitions) = self.all_partitions(topic, Offset::Invalid)?;
-        let consumer = {
-            let mut offsets = self.offsets.lock().expect("offsets lock");
-            match offsets.get(group) {
-                Some(c) => Arc::clone(c),
-                None => {
-                    let c: BaseConsumer<LogContext> = client_config(
-                        &self.config,
-                        ClientKind::Consumer,
-                        &[
-                            ("group.id", &self.config.qualify(group)),
-                            ("enable.auto.commit", "false"),
-                        ],
-                    )
-                    .create_with_context(LogContext)
-                    .map_err(kafka_err("consumer setup"))?;
-                    let c = Arc::new(c);
-                    offsets.insert(group.to_string(), Arc::clone(&c));
-                    c
-                }
-            }
-        };
+        let consumer = self.group_consumer(group)?;
         let got = retry_transient(|| {
             consumer
                 .committed_offsets(tpl.clone(), REQUEST_TIMEOUT)
                 .map_err(kafka_err("committed offsets request"))
         })?;
         Ok(per_partition(&got, partitions))
+    }
+
+    /// Commit offsets for `group` from outside it (a simple consumer's commit: no member, no
+    /// generation), which the group coordinator takes while the group has no members.
+    fn commit_outside(&self, group: &str, positions: &[Position]) -> Result<(), LogError> {
+        if positions.is_empty() {
+            return Ok(());
+        }
+        let mut tpl = TopicPartitionList::new();
+        for p in positions {
+            tpl.add_partition_offset(
+                &self.config.qualify(&p.topic),
+                p.partition as i32,
+                Offset::Offset(p.offset as i64),
+            )
+            .map_err(kafka_err("offset commit"))?;
+        }
+        let consumer = self.group_consumer(group)?;
+        retry_transient(|| {
+            consumer
+                .commit(&tpl, rdkafka::consumer::CommitMode::Sync)
+                .map_err(kafka_err("offset commit"))
+        })
     }
 
     /// Read from one partition with the shared group-less consumer: up to `max` records from
@@ -676,6 +701,15 @@ impl EventLog for KafkaLog {
     async fn end_offsets(&self, topic: &str) -> Result<Vec<u64>, LogError> {
         let (shared, topic) = (Arc::clone(&self.shared), topic.to_string());
         blocking(move || shared.end_offsets(&topic)).await
+    }
+
+    async fn commit_outside(&self, group: &str, positions: &[Position]) -> Result<(), LogError> {
+        let (shared, group, positions) = (
+            Arc::clone(&self.shared),
+            group.to_string(),
+            positions.to_vec(),
+        );
+        blocking(move || shared.commit_outside(&group, &positions)).await
     }
 
     async fn committed(&self, group: &str, topic: &str) -> Result<Vec<u64>, LogError> {

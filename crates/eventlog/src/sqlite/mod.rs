@@ -249,6 +249,29 @@ impl EventLog for SqliteLog {
             .await
     }
 
+    async fn commit_outside(&self, group: &str, positions: &[Position]) -> Result<(), LogError> {
+        let mut resolved = Vec::with_capacity(positions.len());
+        for pos in positions {
+            let info = self.shared.ensure_topic(&pos.topic).await?;
+            if pos.partition >= info.partitions {
+                return Err(LogError::UnknownPartition {
+                    topic: pos.topic.clone(),
+                    partition: pos.partition,
+                });
+            }
+            resolved.push((info.id, pos.clone()));
+        }
+        let group = group.to_string();
+        self.shared
+            .send(|reply| Command::Commit {
+                group,
+                generation: None,
+                positions: resolved,
+                reply,
+            })
+            .await
+    }
+
     async fn committed(&self, group: &str, topic: &str) -> Result<Vec<u64>, LogError> {
         let (group, topic) = (group.to_string(), topic.to_string());
         self.shared

@@ -158,7 +158,7 @@ impl Subscription for SqliteSubscription {
                 })?;
             resolved.push((a.topic_id, pos.clone()));
         }
-        let (group, generation) = (self.group.clone(), self.generation);
+        let (group, generation) = (self.group.clone(), Some(self.generation));
         self.shared
             .send(|reply| Command::Commit {
                 group,

@@ -33,7 +33,8 @@ pub(super) enum Command {
     },
     Commit {
         group: String,
-        generation: i64,
+        /// The member's generation, checked; `None`: a commit from outside the group.
+        generation: Option<i64>,
         positions: Vec<(i64, Position)>,
         reply: Reply<()>,
     },
@@ -151,15 +152,17 @@ fn execute(
                 positions,
                 ..
             } => {
-                let current: i64 = tx
-                    .prepare_cached("SELECT generation FROM groups WHERE name = ?1")?
-                    .query_row([group], |r| r.get(0))?;
-                if current != *generation {
-                    results.push(Err(LogError::Fenced {
-                        group: group.clone(),
-                        generation: *generation,
-                    }));
-                    continue;
+                if let Some(generation) = generation {
+                    let current: i64 = tx
+                        .prepare_cached("SELECT generation FROM groups WHERE name = ?1")?
+                        .query_row([group], |r| r.get(0))?;
+                    if current != *generation {
+                        results.push(Err(LogError::Fenced {
+                            group: group.clone(),
+                            generation: *generation,
+                        }));
+                        continue;
+                    }
                 }
                 let mut stmt = tx.prepare_cached(
                     "INSERT INTO offsets (grp, topic_id, partition, next_offset) VALUES (?1, ?2, ?3, ?4)
