@@ -46,7 +46,6 @@ struct CaughtUp {
     applied: u64,
     duplicates: u64,
     skipped: u64,
-    backfilled: u64,
     /// Skipped records read again (those read now count in `applied`).
     retried: u64,
     elapsed_ms: u64,
@@ -59,7 +58,6 @@ impl From<CatchUp> for CaughtUp {
             applied: c.counts.applied,
             duplicates: c.counts.duplicates,
             skipped: c.counts.skipped,
-            backfilled: c.backfilled,
             retried: c.retried,
             elapsed_ms: c.elapsed.as_millis() as u64,
         }

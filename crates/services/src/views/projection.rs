@@ -1,20 +1,23 @@
-//! Read models fed by events: a consumer group of their own, a SQLite file of their own.
+//! Read models fed by events: a SQLite file of their own, which is their only checkpoint.
 //!
 //! A [`Projection`] names its group, its [`Source`] (the topics and how to read a record) and
-//! what one event writes. [`ProjectionRunner`] does the rest, the same way a team does (see
-//! [`crate::TeamService`]): poll a batch; apply it to the view's store ([`ViewStore`],
-//! `<data>/<NAME>.db`) in one transaction that also records the id of every event applied; only
-//! then commit the group's positions in the log.
+//! what one event writes. [`ProjectionRunner`] does the rest: read each partition of the
+//! source's topics from where the view's file stands ([`EventLog::read`]), and apply each page
+//! to the view's store ([`ViewStore`], `<data>/<NAME>.db`) in one transaction that also
+//! records the id of every event applied and how far the file has read. The view's consumer
+//! group is never joined: the runner only shows it the file's positions
+//! ([`EventLog::commit_outside`]), so that the group's lag is the view's.
 //!
 //! | table | holds |
 //! |---|---|
 //! | `applied` | the id of every event the view has applied, for dedup |
 //! | `skipped` | records the view cannot read (yet): where they are, their key and the reason |
 //! | `positions` | per partition, the next offset this file has applied (or skipped) |
+//! | `located` | where each record noted under a key is ([`Projection::locate`]) |
 //! | (the view's own) | what [`Projection::write`] writes |
 //!
 //! Invariants:
-//! - an event counts once, however often it is delivered: its id goes into `applied` in the
+//! - an event counts once, however often it is read: its id goes into `applied` in the
 //!   transaction that writes its facts, and an id already there is a duplicate, skipped;
 //! - a record the view cannot read is skipped with its reason and its place in the log
 //!   (`skipped`, never `applied`) and logged; the records around it are applied (a view never
@@ -22,20 +25,21 @@
 //!   records again: one this build can read now (a version or an event type it has learnt) is
 //!   applied and leaves `skipped`. A readable copy of a skipped event (a dead letter put back)
 //!   is applied when it comes, and the skipped row goes too;
-//! - the file knows how far it has applied (`positions`, in the same transaction), and it
-//!   never moves past a record it has not seen: where the group's committed position is ahead
-//!   of the file (the file was deleted, or another copy of the view moved the group), or a
-//!   polled batch starts past the file's position, the records in between are read outside
-//!   the group and applied first;
+//! - the file's `positions` are the view's one checkpoint, moved in the transaction that
+//!   applies a page, and a page always starts where the file stands, so the file never passes
+//!   a record it has not seen. Several processes on one file (a `serve` and a `status`) each
+//!   read from where the file stands; an event applied twice counts once;
 //! - a catch-up applies nothing past the ends it measured at start. It measures the topics'
 //!   ends in the reverse order of [`Source::topics`], so a team's event inside that snapshot
-//!   has its request inside it too;
-//! - work on the file waits for another process holding it locked for a bounded time in a
-//!   catch-up ([`ProjectionConfig::busy_limit`]), and until shutdown in `run`.
+//!   has its request inside it too; each round reads the topics in that order, requests first;
+//! - a file of another layout ([`LAYOUT_VERSION`]) is not migrated: it is rebuilt from the log;
+//! - work on the file, and reads of the log, keep trying through a transient failure for a
+//!   bounded time in a catch-up ([`ProjectionConfig::busy_limit`]), and until shutdown in
+//!   `run`, as a team does.
 //!
 //! The runner serves both uses: [`ProjectionRunner::run`] follows the topics until shutdown;
 //! [`ProjectionRunner::catch_up`] applies everything up to the topics' ends as measured when it
-//! starts, commits, and returns, so a command can bring its view up to date and then query it.
+//! starts, and returns, so a command can bring its view up to date and then query it.
 //!
 //! The second half of this module is what User Support's views ([`crate::views::status`] and
 //! [`crate::views::analytics`]) read, [`ReturnsEvents`]: `returnOrders` and the teams' topics (the four
@@ -44,7 +48,7 @@
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use returns_domain::{
@@ -54,13 +58,12 @@ use returns_domain::{
 use returns_eventlog::envelope::Envelope;
 use returns_eventlog::wire::{self, WireError};
 use returns_eventlog::{
-    positions_after, team_topic, EventLog, LogError, Position, Record, Subscription,
-    TopicPartition, RETURN_ORDERS,
+    team_topic, EventLog, LogError, Position, Record, TopicPartition, RETURN_ORDERS,
 };
 use rusqlite::{params, Connection, Transaction, TransactionBehavior};
 use tokio_util::sync::CancellationToken;
 
-use crate::retry::{pause, retry, retry_blocking, Backoff, Retrier, RetryPolicy, Until};
+use crate::retry::{pause, retry, retry_blocking, Backoff, RetryPolicy, Until};
 use crate::team::store::store_error;
 use crate::{ServiceError, TeamName};
 
@@ -231,23 +234,14 @@ impl<P: Projection> ViewStore<P> {
     /// Apply a batch in one transaction: each event id not seen before is applied (or skipped
     /// with its reason) and recorded; the file's positions move past the batch.
     pub fn apply(&mut self, batch: &[Incoming<EventOf<P>>]) -> Result<BatchCounts, ServiceError> {
-        Ok(self.apply_and_position(batch)?.0)
-    }
-
-    /// [`Self::apply`], and the file's positions as that transaction leaves them.
-    pub(crate) fn apply_and_position(
-        &mut self,
-        batch: &[Incoming<EventOf<P>>],
-    ) -> Result<(BatchCounts, Positions), ServiceError> {
         let err = store_error(P::NAME, &self.path);
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(err)?;
         let counts = write_batch::<P>(&tx, batch, true).map_err(err)?;
-        let positions = read_positions(&tx).map_err(err)?;
         tx.commit().map_err(err)?;
-        Ok((counts, positions))
+        Ok(counts)
     }
 
     /// Apply skipped records read again, in one transaction: those that decode now are applied
@@ -501,8 +495,8 @@ fn write_batch<P: Projection>(
     if !advance {
         return Ok(counts);
     }
-    // The runner hands over batches that start at the file's position (it reads any hole
-    // first), so the highest offset per partition is how far the file has seen.
+    // The runner hands over pages that start at the file's position, so the highest offset per
+    // partition is how far the file has seen.
     let mut advance = tx.prepare_cached(
         "INSERT INTO positions (topic, partition, next_offset) VALUES (?1, ?2, ?3)
          ON CONFLICT (topic, partition)
@@ -527,10 +521,11 @@ fn write_batch<P: Projection>(
 pub struct ProjectionConfig {
     /// Most records applied in one transaction.
     pub batch_max: usize,
-    /// How long one poll waits for records.
+    /// How long a following view waits before it looks for new records again, after a round
+    /// that found none.
     pub poll_timeout: Duration,
-    /// A catch-up that moves no record forward for this long fails (another member of the
-    /// group may be holding partitions, or the log stopped answering).
+    /// A catch-up that moves no record forward for this long fails (the log no longer holds
+    /// the records it measured, or stopped answering).
     pub stall_timeout: Duration,
     /// How long a catch-up waits for the view's file while another process holds it locked
     /// before it fails, naming the file. `run` waits until shutdown instead.
@@ -576,10 +571,8 @@ pub struct CatchUpProgress {
 /// What a catch-up did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct CatchUp {
-    /// Records read, through the group or to fill a gap.
+    /// Records read past the file's position.
     pub records: u64,
-    /// Of those, read outside the group because the group had already passed them.
-    pub backfilled: u64,
     /// Skipped records read again (not in `records`); those read now count as applied.
     pub retried: u64,
     pub counts: BatchCounts,
@@ -604,127 +597,6 @@ pub struct ProjectionRunner<P: Projection> {
 /// answering someone gives up after [`Until::Elapsed`] (naming the file, when it stayed
 /// locked); a follower, as a team does, [`Until::Stopped`].
 type Patience = Until;
-
-/// Where the file and the group stand, and where a catch-up has to get.
-struct Standing {
-    /// Next offset the view's file has applied, per partition.
-    held: Positions,
-    /// The group's committed next offset, per partition.
-    group: Positions,
-    /// The topics' ends when the catch-up started.
-    target: Positions,
-    /// Another member took the group over: the file's position alone counts.
-    fenced: bool,
-}
-
-impl Standing {
-    fn at(map: &Positions, tp: &TopicPartition) -> u64 {
-        map.get(tp).copied().unwrap_or(0)
-    }
-
-    /// Per partition, how far the file and (unless fenced off) the group are, never past the
-    /// target.
-    fn reached(&self, tp: &TopicPartition, end: u64) -> u64 {
-        let held = Self::at(&self.held, tp);
-        let both = if self.fenced {
-            held
-        } else {
-            held.min(Self::at(&self.group, tp))
-        };
-        both.min(end)
-    }
-
-    fn done(&self) -> u64 {
-        self.target
-            .iter()
-            .map(|(tp, end)| self.reached(tp, *end))
-            .sum()
-    }
-
-    fn is_done(&self) -> bool {
-        self.target
-            .iter()
-            .all(|(tp, end)| self.reached(tp, *end) == *end)
-    }
-
-    fn raise(map: &mut Positions, positions: &[Position]) {
-        for p in positions {
-            let at = map
-                .entry(TopicPartition {
-                    topic: p.topic.clone(),
-                    partition: p.partition,
-                })
-                .or_default();
-            *at = (*at).max(p.offset);
-        }
-    }
-
-    /// Where the group has committed past the file (`capped`: no further than the target).
-    fn behind_group(&self, capped: bool) -> Vec<Gap> {
-        let gaps = self.group.iter().map(|(tp, committed)| {
-            let to = if capped {
-                (*committed).min(Self::at(&self.target, tp))
-            } else {
-                *committed
-            };
-            (tp.clone(), Self::at(&self.held, tp), to)
-        });
-        gaps.filter(|(_, from, to)| from < to).collect()
-    }
-
-    /// Where the file is short of the target.
-    fn short_of_target(&self) -> Vec<Gap> {
-        let gaps = self
-            .target
-            .iter()
-            .map(|(tp, end)| (tp.clone(), Self::at(&self.held, tp), *end));
-        gaps.filter(|(_, from, to)| from < to).collect()
-    }
-
-    /// Whether a record is inside what the catch-up set out to apply.
-    fn in_target(&self, r: &Record) -> bool {
-        let tp = TopicPartition {
-            topic: r.topic.clone(),
-            partition: r.partition,
-        };
-        r.offset < Self::at(&self.target, &tp)
-    }
-}
-
-/// Offsets `[from, to)` of one partition.
-type Gap = (TopicPartition, u64, u64);
-
-const BEHIND_GROUP: &str = "the group is ahead of the view's file";
-const HOLE: &str = "a batch starts past the view's file (the group moved meanwhile)";
-const FENCED: &str = "fenced off its group: the file reads up to the ends alone";
-
-/// The ranges a batch would jump over on each partition: from the file's position to the
-/// batch's first offset there, and between any two of its offsets that are not next to each
-/// other.
-fn holes(held: &Positions, records: &[Record]) -> Vec<Gap> {
-    let mut offsets: BTreeMap<TopicPartition, Vec<u64>> = BTreeMap::new();
-    for r in records {
-        offsets
-            .entry(TopicPartition {
-                topic: r.topic.clone(),
-                partition: r.partition,
-            })
-            .or_default()
-            .push(r.offset);
-    }
-    let mut holes = Vec::new();
-    for (tp, mut offsets) in offsets {
-        offsets.sort_unstable();
-        let mut next = Standing::at(held, &tp);
-        for offset in offsets {
-            if offset > next {
-                holes.push((tp.clone(), next, offset));
-            }
-            next = next.max(offset + 1);
-        }
-    }
-    holes
-}
 
 /// Skipped records further apart than this on a partition are read again with separate reads;
 /// closer ones with one read over the records between them (cheaper than a round trip each).
@@ -799,13 +671,13 @@ impl<P: Projection> ProjectionRunner<P> {
         self
     }
 
-    /// Follow the topics until `shutdown`; then finish the batch in hand, commit it, and return.
-    /// A file locked by another process is waited for until shutdown; the batch in hand is
-    /// then left uncommitted, for the next run.
+    /// Follow the topics until `shutdown`; then finish the batch in hand and return. A file
+    /// locked by another process, or a log that fails transiently, is waited out until
+    /// shutdown, as a team does.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), ServiceError> {
         match self.follow(&shutdown).await {
             Err(e) if e.is_transient() && shutdown.is_cancelled() => {
-                tracing::info!(view = P::NAME, error = %e, "stopped while waiting for the view's file");
+                tracing::info!(view = P::NAME, error = %e, "stopped while waiting");
                 Ok(())
             }
             other => other,
@@ -814,69 +686,59 @@ impl<P: Projection> ProjectionRunner<P> {
 
     async fn follow(&self, shutdown: &CancellationToken) -> Result<(), ServiceError> {
         let patience = Until::Stopped(shutdown.clone());
-        let (mut store, mut sub, mut standing, mut report) = self.begin(&patience).await?;
-        store = self
-            .fill_behind_group(store, &mut standing, false, &patience, &mut report)
-            .await?;
-        tracing::info!(view = P::NAME, group = P::GROUP, "following its topics");
-        // As a team does: a log that fails transiently (a broker restarting, its coordinator
-        // moving) is waited out for as long as it lasts.
+        let mut report = CatchUp::default();
+        let store = self.open(&patience).await?;
+        self.retry_skipped(&store, &patience, &mut report).await?;
+        tracing::info!(view = P::NAME, "following its topics");
         let mut backoff = Backoff::new(&self.config.retry);
-        loop {
-            let records = tokio::select! {
-                biased;
-                _ = shutdown.cancelled() => break,
-                polled = sub.poll(self.config.batch_max, self.config.poll_timeout) => match polled {
-                    Ok(records) => records,
-                    Err(e) if e.is_transient() => {
-                        let wait = backoff.next_pause();
-                        tracing::warn!(view = P::NAME, error = %e, retry_in = ?wait, "poll failed; retrying");
-                        pause(wait, shutdown).await;
-                        continue;
-                    }
-                    Err(e) => return Err(e.into()),
-                },
+        let mut shown = Shown::default();
+        while !shutdown.is_cancelled() {
+            let moved = match self.read_round(&store, None, &patience, &mut report).await {
+                Ok(moved) => moved,
+                Err(e) if e.is_transient() && !shutdown.is_cancelled() => {
+                    let wait = backoff.next_pause();
+                    tracing::warn!(view = P::NAME, error = %e, retry_in = ?wait, "reading the log failed; retrying");
+                    pause(wait, shutdown).await;
+                    continue;
+                }
+                Err(e) => return Err(e),
             };
             backoff = Backoff::new(&self.config.retry);
-            if records.is_empty() {
-                continue;
+            self.show(&store, &mut shown, false).await;
+            if moved == 0 {
+                pause(self.config.poll_timeout, shutdown).await;
             }
-            let gaps = holes(&standing.held, &records);
-            store = self
-                .fill(store, &mut standing, gaps, HOLE, &patience, &mut report)
-                .await?;
-            let positions = positions_after(&records);
-            (store, _) = self.apply(store, records, &mut standing, &patience).await?;
-            self.commit(sub.as_mut(), &positions, &patience).await?;
         }
+        self.show(&store, &mut shown, true).await;
         tracing::info!(view = P::NAME, "stopped cleanly");
         Ok(())
     }
 
-    /// Apply everything up to the topics' ends as they are now, commit, and return. Records
-    /// appended meanwhile are left for the next call. Should another member take the group
-    /// (a second command catching the same view up), this one reads the rest outside the group
-    /// and finishes on its file's position alone.
+    /// Apply everything up to the topics' ends as they are now, and return. Records appended
+    /// meanwhile are left for the next call. Several catch-ups of one file at once each
+    /// finish: each reads from the file's position as it finds it, and an event applied twice
+    /// counts once.
     pub async fn catch_up(self) -> Result<CatchUp, ServiceError> {
         let started = Instant::now();
         let patience = Until::Elapsed(self.config.busy_limit);
-        let (mut store, sub, mut standing, mut report) = self.begin(&patience).await?;
-        let mut sub = Some(sub);
-        let first = standing.done();
-        let total = standing.target.values().sum::<u64>() - first;
+        let mut report = CatchUp::default();
+        let store = self.open(&patience).await?;
+        self.retry_skipped(&store, &patience, &mut report).await?;
+        let target = self.ends().await?;
+        let held = on_store(&store, &patience, &self.config.retry, |s| s.positions()).await?;
+        let first = reached(&held, &target);
+        let total = target.values().sum::<u64>() - first;
         let mut last_moved = (first, Instant::now());
-        store = self
-            .fill_behind_group(store, &mut standing, true, &patience, &mut report)
-            .await?;
         loop {
-            let done = standing.done();
+            let held = on_store(&store, &patience, &self.config.retry, |s| s.positions()).await?;
+            let done = reached(&held, &target);
             if let Some(progress) = &self.progress {
                 progress(CatchUpProgress {
                     done: done - first,
                     total,
                 });
             }
-            if standing.is_done() {
+            if done == target.values().sum::<u64>() {
                 break;
             }
             if done > last_moved.0 {
@@ -884,8 +746,7 @@ impl<P: Projection> ProjectionRunner<P> {
             } else if last_moved.1.elapsed() > self.config.stall_timeout {
                 tracing::warn!(
                     view = P::NAME,
-                    group = P::GROUP,
-                    "catch-up moved nothing for {:?}; is another member of the group holding partitions?",
+                    "catch-up moved nothing for {:?}; does the log still hold these records?",
                     self.config.stall_timeout
                 );
                 return Err(ServiceError::Log(LogError::Timeout {
@@ -893,88 +754,21 @@ impl<P: Projection> ProjectionRunner<P> {
                     seconds: self.config.stall_timeout.as_secs(),
                 }));
             }
-            let Some(member) = sub.as_mut() else {
-                // Fenced off: the file's position alone counts, read outside the group.
-                let gaps = standing.short_of_target();
-                store = self
-                    .fill(store, &mut standing, gaps, FENCED, &patience, &mut report)
-                    .await?;
-                if !standing.is_done() {
-                    tokio::time::sleep(self.config.poll_timeout).await;
-                }
-                continue;
-            };
-            let mut records = member
-                .poll(self.config.batch_max, self.config.poll_timeout)
+            let moved = self
+                .read_round(&store, Some(&target), &patience, &mut report)
                 .await?;
-            if records.is_empty() {
-                // Nothing for us: another member may have moved the group past the file.
-                let committed = self.committed().await?;
-                for (tp, offset) in committed {
-                    let at = standing.group.entry(tp).or_default();
-                    *at = (*at).max(offset);
-                }
-                store = self
-                    .fill_behind_group(store, &mut standing, true, &patience, &mut report)
-                    .await?;
-                continue;
-            }
-            // Past the ends measured at start is for the next catch-up: a team's event there
-            // may have its request past them too. Not committed, so read again then.
-            records.retain(|r| standing.in_target(r));
-            if records.is_empty() {
-                continue;
-            }
-            report.records += records.len() as u64;
-            let gaps = holes(&standing.held, &records);
-            store = self
-                .fill(store, &mut standing, gaps, HOLE, &patience, &mut report)
-                .await?;
-            let positions = positions_after(&records);
-            let (next, counts) = self.apply(store, records, &mut standing, &patience).await?;
-            store = next;
-            report.counts += counts;
-            match self.commit(member.as_mut(), &positions, &patience).await {
-                Ok(()) => Standing::raise(&mut standing.group, &positions),
-                // A newer member took the group over (another command catching the same view
-                // up). Waiting for its commits would wait forever should it die, so this one
-                // reads what is left up to the ends outside the group, into its own file.
-                // What it applied here is redelivered to the group and skipped as duplicates.
-                Err(LogError::Fenced { .. }) => {
-                    tracing::info!(
-                        view = P::NAME,
-                        group = P::GROUP,
-                        "a newer member took the group over; reading the rest outside it"
-                    );
-                    sub = None;
-                    standing.fenced = true;
-                }
-                Err(e) => return Err(e.into()),
+            if moved == 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
-        drop(store);
+        self.show(&store, &mut Shown::default(), true).await;
         report.elapsed = started.elapsed();
         tracing::info!(view = P::NAME, ?report, "caught up");
         Ok(report)
     }
 
-    /// Where every run and catch-up starts: [`Self::start`], then the skipped records read
-    /// again.
-    async fn begin(
-        &self,
-        patience: &Patience,
-    ) -> Result<(ViewStore<P>, Box<dyn Subscription>, Standing, CatchUp), ServiceError> {
-        let (store, sub, standing) = self.start(patience).await?;
-        let mut report = CatchUp::default();
-        let store = self.retry_skipped(store, patience, &mut report).await?;
-        Ok((store, sub, standing, report))
-    }
-
-    /// Open the store, join the group, and see where the file, the group and the topics stand.
-    async fn start(
-        &self,
-        patience: &Patience,
-    ) -> Result<(ViewStore<P>, Box<dyn Subscription>, Standing), ServiceError> {
+    /// Open the view's file (laid out, or rebuilt if another build's).
+    async fn open(&self, patience: &Patience) -> Result<Arc<Mutex<ViewStore<P>>>, ServiceError> {
         let dir = self.data_dir.clone();
         let store = tokio::task::spawn_blocking(move || ViewStore::<P>::open(&dir))
             .await
@@ -982,18 +776,30 @@ impl<P: Projection> ProjectionRunner<P> {
         if let Until::Elapsed(limit) = patience {
             store.set_busy_timeout((*limit).min(BUSY_TIMEOUT))?;
         }
-        let topics = P::Source::topics();
-        let names: Vec<&str> = topics.iter().map(String::as_str).collect();
-        // Subscribing creates missing topics, so the offsets below can be asked for.
-        let sub = retry(&self.config.retry, patience, "a view's subscribe", || {
-            self.log.subscribe(P::GROUP, &names)
-        })
-        .await?;
-        // Last topic first: an event's causes are on earlier topics, so their ends, measured
-        // later, are past them (see `Source::topics`).
+        // The topics exist from here on, so their ends and the group's lag can be asked for.
+        for topic in P::Source::topics() {
+            retry(
+                &self.config.retry,
+                patience,
+                "creating a view's topics",
+                || self.log.ensure_topic(&topic),
+            )
+            .await?;
+        }
+        Ok(Arc::new(Mutex::new(store)))
+    }
+
+    /// The topics' ends now, measured last topic first: an event's causes are on earlier
+    /// topics, so their ends, measured later, are past them (see `Source::topics`). A topic
+    /// that does not exist yet has no records.
+    async fn ends(&self) -> Result<Positions, ServiceError> {
         let mut target = Positions::new();
-        for topic in topics.iter().rev() {
-            for (partition, end) in self.log.end_offsets(topic).await?.into_iter().enumerate() {
+        for topic in P::Source::topics().iter().rev() {
+            let ends = match self.log.end_offsets(topic).await {
+                Err(LogError::UnknownTopic(_)) => continue,
+                other => other?,
+            };
+            for (partition, end) in ends.into_iter().enumerate() {
                 let tp = TopicPartition {
                     topic: topic.clone(),
                     partition: partition as u32,
@@ -1001,41 +807,67 @@ impl<P: Projection> ProjectionRunner<P> {
                 target.insert(tp, end);
             }
         }
-        let standing = Standing {
-            held: store.positions()?,
-            group: self.committed().await?,
-            target,
-            fenced: false,
-        };
-        Ok((store, sub, standing))
+        Ok(target)
     }
 
-    async fn committed(&self) -> Result<Positions, ServiceError> {
-        let mut group = Positions::new();
+    /// One page of every partition that has records past the file's position (up to `target`,
+    /// if given), in the order of [`Source::topics`], each page applied in its own transaction.
+    /// How many records were applied.
+    async fn read_round(
+        &self,
+        store: &Arc<Mutex<ViewStore<P>>>,
+        target: Option<&Positions>,
+        patience: &Patience,
+        report: &mut CatchUp,
+    ) -> Result<u64, ServiceError> {
+        let held = on_store(store, patience, &self.config.retry, |s| s.positions()).await?;
+        let mut moved = 0;
         for topic in P::Source::topics() {
-            let offsets = self.log.committed(P::GROUP, &topic).await?;
-            for (partition, offset) in offsets.into_iter().enumerate() {
+            let ends = match target {
+                Some(target) => target
+                    .iter()
+                    .filter(|(tp, _)| tp.topic == topic)
+                    .map(|(_, end)| *end)
+                    .collect(),
+                None => match self.log.end_offsets(&topic).await {
+                    Err(LogError::UnknownTopic(_)) => continue,
+                    other => other?,
+                },
+            };
+            for (partition, end) in ends.into_iter().enumerate() {
                 let tp = TopicPartition {
                     topic: topic.clone(),
                     partition: partition as u32,
                 };
-                group.insert(tp, offset);
+                let from = held.get(&tp).copied().unwrap_or(0);
+                if from >= end {
+                    continue;
+                }
+                let max = (end - from).min(self.config.batch_max as u64) as usize;
+                let mut page = self.log.read(&topic, tp.partition, from, max).await?;
+                page.retain(|r| r.offset < end);
+                if page.is_empty() {
+                    continue;
+                }
+                moved += page.len() as u64;
+                report.records += page.len() as u64;
+                report.counts += self.apply(store, page, patience).await?;
             }
         }
-        Ok(group)
+        Ok(moved)
     }
 
     /// Read every skipped record again and apply those this build can read now. A partition's
     /// skipped records close to each other are read with one read over the range.
     async fn retry_skipped(
         &self,
-        store: ViewStore<P>,
+        store: &Arc<Mutex<ViewStore<P>>>,
         patience: &Patience,
         report: &mut CatchUp,
-    ) -> Result<ViewStore<P>, ServiceError> {
-        let skipped = store.skipped()?;
+    ) -> Result<(), ServiceError> {
+        let skipped = on_store(store, patience, &self.config.retry, |s| s.skipped()).await?;
         if skipped.is_empty() {
-            return Ok(store);
+            return Ok(());
         }
         let mut wanted: BTreeMap<TopicPartition, Vec<u64>> = BTreeMap::new();
         for s in &skipped {
@@ -1071,13 +903,12 @@ impl<P: Projection> ProjectionRunner<P> {
             }
         }
         report.retried += again.len() as u64;
-        let (store, counts) = self
-            .on_store(store, patience, move |store| {
-                let batch: Vec<Incoming<EventOf<P>>> =
-                    again.iter().map(Incoming::decode::<P::Source>).collect();
-                store.apply_retried(&batch)
-            })
-            .await?;
+        let counts = on_store(store, patience, &self.config.retry, move |s| {
+            let batch: Vec<Incoming<EventOf<P>>> =
+                again.iter().map(Incoming::decode::<P::Source>).collect();
+            s.apply_retried(&batch)
+        })
+        .await?;
         if counts.applied > 0 {
             tracing::info!(
                 view = P::NAME,
@@ -1087,140 +918,110 @@ impl<P: Projection> ProjectionRunner<P> {
             );
         }
         report.counts.applied += counts.applied;
-        Ok(store)
+        Ok(())
     }
 
-    /// Apply, outside the group, whatever the group has committed past the file (`capped`: no
-    /// further than the target).
-    async fn fill_behind_group(
-        &self,
-        store: ViewStore<P>,
-        standing: &mut Standing,
-        capped: bool,
-        patience: &Patience,
-        report: &mut CatchUp,
-    ) -> Result<ViewStore<P>, ServiceError> {
-        let gaps = standing.behind_group(capped);
-        self.fill(store, standing, gaps, BEHIND_GROUP, patience, report)
-            .await
-    }
-
-    /// Read each gap `[from, to)` outside the group and apply it; `why` says in the log why
-    /// the gaps are there.
-    async fn fill(
-        &self,
-        mut store: ViewStore<P>,
-        standing: &mut Standing,
-        gaps: Vec<Gap>,
-        why: &'static str,
-        patience: &Patience,
-        report: &mut CatchUp,
-    ) -> Result<ViewStore<P>, ServiceError> {
-        for (tp, mut from, to) in gaps {
-            tracing::info!(
-                view = P::NAME,
-                topic = %tp.topic,
-                partition = tp.partition,
-                from,
-                to,
-                why,
-                "reading records outside the group"
-            );
-            while from < to {
-                let max = (to - from).min(self.config.batch_max as u64) as usize;
-                let mut page = self.log.read(&tp.topic, tp.partition, from, max).await?;
-                page.retain(|r| r.offset < to);
-                let Some(last) = page.last() else {
-                    tracing::warn!(
-                        view = P::NAME,
-                        topic = %tp.topic,
-                        partition = tp.partition,
-                        from,
-                        to,
-                        "the log has no records here any more (retention?): the view goes on without them"
-                    );
-                    break;
-                };
-                from = last.offset + 1;
-                report.records += page.len() as u64;
-                report.backfilled += page.len() as u64;
-                let (next, counts) = self.apply(store, page, standing, patience).await?;
-                store = next;
-                report.counts += counts;
-            }
-        }
-        Ok(store)
-    }
-
-    /// Commit the group's positions, trying again while the log fails transiently, for as
-    /// long as `patience` allows.
-    async fn commit(
-        &self,
-        sub: &mut dyn Subscription,
-        positions: &[Position],
-        patience: &Patience,
-    ) -> Result<(), LogError> {
-        let mut retrier = Retrier::new(&self.config.retry, patience, "a view's commit");
-        loop {
-            match sub.commit(positions).await {
-                Err(e) => retrier.wait_out(e).await?,
-                Ok(()) => return Ok(()),
-            }
-        }
-    }
-
-    /// Decode and apply a batch; the file's positions as it leaves them become `held`.
+    /// Decode and apply a page in one transaction (the file's positions move past it); then
+    /// show it to the tap.
     async fn apply(
         &self,
-        store: ViewStore<P>,
+        store: &Arc<Mutex<ViewStore<P>>>,
         records: Vec<Record>,
-        standing: &mut Standing,
         patience: &Patience,
-    ) -> Result<(ViewStore<P>, BatchCounts), ServiceError> {
-        let (store, (counts, held, batch)) = self
-            .on_store(store, patience, move |store| {
-                let batch: Vec<Incoming<EventOf<P>>> =
-                    records.iter().map(Incoming::decode::<P::Source>).collect();
-                let (counts, held) = store.apply_and_position(&batch)?;
-                Ok((counts, held, batch))
-            })
-            .await?;
-        standing.held = held;
+    ) -> Result<BatchCounts, ServiceError> {
+        let (counts, batch) = on_store(store, patience, &self.config.retry, move |s| {
+            let batch: Vec<Incoming<EventOf<P>>> =
+                records.iter().map(Incoming::decode::<P::Source>).collect();
+            Ok((s.apply(&batch)?, batch))
+        })
+        .await?;
         if let Some(tap) = &self.tap {
             tap(&batch);
         }
-        Ok((store, counts))
+        Ok(counts)
     }
 
-    /// Run `work` on the store on a blocking thread, trying again while another connection
-    /// holds the file locked, for as long as `patience` allows.
-    async fn on_store<T: Send + 'static>(
-        &self,
-        store: ViewStore<P>,
-        patience: &Patience,
-        mut work: impl FnMut(&mut ViewStore<P>) -> Result<T, ServiceError> + Send + 'static,
-    ) -> Result<(ViewStore<P>, T), ServiceError> {
-        let patience = patience.clone();
-        let policy = self.config.retry.clone();
-        let (store, result) = tokio::task::spawn_blocking(move || {
-            let mut store = store;
-            let started = Instant::now();
-            let result =
-                retry_blocking(&policy, &patience, "the view's file is busy; work", || {
-                    work(&mut store)
-                });
-            let result = match (result, &patience) {
-                (Err(e), Until::Elapsed(_)) if e.is_transient() => {
-                    Err(still_locked(e, started.elapsed()))
-                }
-                (other, _) => other,
-            };
-            (store, result)
-        })
-        .await
-        .map_err(|_| ServiceError::Task(P::NAME))?;
-        Ok((store, result?))
+    /// Show how far the file is as its group's committed positions, so the group's lag is the
+    /// view's ([`EventLog::commit_outside`]); at most once a second unless `now`. Only for
+    /// reading: the view's position is its file's, and a failure here is logged and skipped.
+    async fn show(&self, store: &Arc<Mutex<ViewStore<P>>>, shown: &mut Shown, now: bool) {
+        if !now && shown.at.is_some_and(|at| at.elapsed() < SHOW_EVERY) {
+            return;
+        }
+        let held = {
+            let store = Arc::clone(store);
+            tokio::task::spawn_blocking(move || lock(&store).positions()).await
+        };
+        let Ok(Ok(held)) = held else { return };
+        let moved: Vec<Position> = held
+            .iter()
+            .filter(|(tp, offset)| shown.positions.get(*tp) != Some(*offset))
+            .map(|(tp, offset)| Position {
+                topic: tp.topic.clone(),
+                partition: tp.partition,
+                offset: *offset,
+            })
+            .collect();
+        shown.at = Some(Instant::now());
+        if moved.is_empty() {
+            return;
+        }
+        match self.log.commit_outside(P::GROUP, &moved).await {
+            Ok(()) => shown.positions = held,
+            Err(e) => {
+                tracing::debug!(view = P::NAME, error = %e, "could not show the view's position to its group")
+            }
+        }
     }
+}
+
+/// How often a following view shows its position to its group.
+const SHOW_EVERY: Duration = Duration::from_secs(1);
+
+/// What a view last showed its group.
+#[derive(Default)]
+struct Shown {
+    at: Option<Instant>,
+    positions: Positions,
+}
+
+/// Records below `target` the file has reached.
+fn reached(held: &Positions, target: &Positions) -> u64 {
+    target
+        .iter()
+        .map(|(tp, end)| held.get(tp).copied().unwrap_or(0).min(*end))
+        .sum()
+}
+
+fn lock<P: Projection>(store: &Mutex<ViewStore<P>>) -> std::sync::MutexGuard<'_, ViewStore<P>> {
+    store
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Run `work` on the store on a blocking thread, trying again while another connection holds
+/// the file locked, for as long as `patience` allows; a catch-up that gives up names the file.
+async fn on_store<P: Projection, T: Send + 'static>(
+    store: &Arc<Mutex<ViewStore<P>>>,
+    patience: &Patience,
+    policy: &RetryPolicy,
+    mut work: impl FnMut(&mut ViewStore<P>) -> Result<T, ServiceError> + Send + 'static,
+) -> Result<T, ServiceError> {
+    let (store, patience, policy) = (Arc::clone(store), patience.clone(), policy.clone());
+    tokio::task::spawn_blocking(move || {
+        let started = Instant::now();
+        let result = retry_blocking(&policy, &patience, "work on the view's file", || {
+            work(&mut lock(&store))
+        });
+        match (result, &patience) {
+            (Err(e), Until::Elapsed(_)) if e.is_transient() => {
+                Err(still_locked(e, started.elapsed()))
+            }
+            (other, _) => other,
+        }
+    })
+    .await
+    .map_err(|_| ServiceError::Task(P::NAME))?
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1664,8 +1465,8 @@ mod tests {
         assert_eq!(counted(&store), 260);
     }
 
-    /// The group remembers its place in the log, the file its own: a view whose file was
-    /// deleted reads again what the group had already passed, instead of missing it.
+    /// The file is the view's only checkpoint: a view whose file was deleted reads everything
+    /// again, although its group had shown it at the end.
     #[tokio::test]
     async fn a_deleted_view_file_is_rebuilt_from_the_log() {
         let dir = tempfile::tempdir().unwrap();
@@ -1678,7 +1479,10 @@ mod tests {
 
         publish(&log, 120..130).await;
         let rebuilt = runner().catch_up().await.unwrap();
-        assert_eq!(rebuilt.backfilled, 121);
+        assert_eq!(
+            rebuilt.records, 132,
+            "every request and both raw lines, again"
+        );
         assert_eq!(rebuilt.counts.applied, 130);
         assert_eq!(
             counted(&ViewStore::<Counter>::open(&view_dir).unwrap()),
@@ -1838,12 +1642,6 @@ mod tests {
     /// How a [`Rigged`] log meddles.
     #[derive(Default)]
     struct Rig {
-        /// What `committed` answers once per topic: the group as a runner saw it before
-        /// another copy of the view moved it.
-        stale_committed: Mutex<BTreeMap<String, Vec<u64>>>,
-        /// Every subscription is fenced off at once by a newer member of its group, which
-        /// then dies without committing anything.
-        fence: bool,
         /// Appended right after `returnOrders`' end is measured, once.
         after_return_orders_end: Mutex<Vec<(String, OutRecord)>>,
     }
@@ -1865,17 +1663,6 @@ mod tests {
         fn inner(&self) -> &Arc<dyn EventLog> {
             &self.inner
         }
-        async fn subscribe(
-            &self,
-            group: &str,
-            topics: &[&str],
-        ) -> Result<Box<dyn Subscription>, LogError> {
-            let sub = self.inner.subscribe(group, topics).await?;
-            if self.rig.fence {
-                drop(self.inner.subscribe(group, topics).await?);
-            }
-            Ok(sub)
-        }
         async fn end_offsets(&self, topic: &str) -> Result<Vec<u64>, LogError> {
             let ends = self.inner.end_offsets(topic).await?;
             if topic == RETURN_ORDERS {
@@ -1886,12 +1673,6 @@ mod tests {
                 }
             }
             Ok(ends)
-        }
-        async fn committed(&self, group: &str, topic: &str) -> Result<Vec<u64>, LogError> {
-            if let Some(stale) = self.rig.stale_committed.lock().unwrap().remove(topic) {
-                return Ok(stale);
-            }
-            self.inner.committed(group, topic).await
         }
     }
 
@@ -1965,61 +1746,6 @@ mod tests {
         assert_eq!(version, LAYOUT_VERSION);
     }
 
-    /// Finding 4: another copy of the view (another data directory) moves the group after this
-    /// runner last asked where the group was; its poll then starts past the file's position.
-    /// The records in between are read outside the group before the batch is applied.
-    #[tokio::test]
-    async fn a_batch_past_the_file_is_preceded_by_the_records_in_between() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = sqlite_log(dir.path()).await;
-        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
-        publish(&log, 0..100).await;
-        runner::<Counter>(&log, &a).catch_up().await.unwrap();
-        let mut seen_by_a = BTreeMap::new();
-        for topic in returns_topics() {
-            let committed = log.committed(Counter::GROUP, &topic).await.unwrap();
-            seen_by_a.insert(topic, committed);
-        }
-        publish(&log, 100..150).await;
-        runner::<Counter>(&log, &b).catch_up().await.unwrap();
-        publish(&log, 150..200).await;
-
-        let stale = rigged(
-            &log,
-            Rig {
-                stale_committed: Mutex::new(seen_by_a),
-                ..Rig::default()
-            },
-        );
-        let report = runner::<Counter>(&stale, &a).catch_up().await.unwrap();
-        assert_eq!(counted_at(&a), 200, "{report:?}");
-        assert_eq!(report.backfilled, 51, "{report:?}");
-        assert_eq!(counted_at(&b), 150);
-    }
-
-    #[test]
-    fn holes_are_what_a_batch_would_jump_over() {
-        let tp = |partition| TopicPartition {
-            topic: RETURN_ORDERS.into(),
-            partition,
-        };
-        let at = |partition, offset| Record {
-            topic: RETURN_ORDERS.into(),
-            partition,
-            offset,
-            key: None,
-            timestamp_ms: 0,
-            headers: vec![],
-            payload: vec![],
-        };
-        let held = Positions::from([(tp(0), 5), (tp(1), 3)]);
-        let batch = [at(0, 8), at(0, 9), at(0, 12), at(1, 2), at(1, 3), at(2, 1)];
-        assert_eq!(
-            holes(&held, &batch),
-            vec![(tp(0), 5, 8), (tp(0), 10, 12), (tp(2), 0, 1)]
-        );
-    }
-
     /// Finding 5: a process holding the view's file locked makes a catch-up fail after its
     /// busy limit, with an error that names the file and says what to do, instead of waiting
     /// forever.
@@ -2063,43 +1789,6 @@ mod tests {
         assert_eq!(counted_at(dir.path()), 20);
     }
 
-    /// Finding 6: the catch-up is fenced off by a newer member of its group (another `status`)
-    /// that is killed before it commits anything. It reads the rest outside the group and
-    /// finishes, instead of waiting for commits that never come.
-    #[tokio::test]
-    async fn a_fenced_catch_up_finishes_when_the_newer_member_dies() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = sqlite_log(dir.path()).await;
-        publish(&log, 0..300).await;
-        let config = ProjectionConfig {
-            batch_max: 10,
-            stall_timeout: Duration::from_secs(2),
-            ..ProjectionConfig::default()
-        };
-        let fencing = rigged(
-            &log,
-            Rig {
-                fence: true,
-                ..Rig::default()
-            },
-        );
-        let report = runner::<Counter>(&fencing, dir.path())
-            .with_config(config)
-            .catch_up()
-            .await
-            .expect("a fenced catch-up finishes on its file's position");
-        assert_eq!(report.records, 301);
-        assert_eq!(counted_at(dir.path()), 300);
-
-        // The group moves on at the next catch-up, all duplicates.
-        let next = runner::<Counter>(&log, dir.path())
-            .catch_up()
-            .await
-            .unwrap();
-        assert_eq!(next.counts.applied, 0);
-        assert_group_caught_up(&log).await;
-    }
-
     /// Finding 7: a request and its team's decision are published while a catch-up measures
     /// the topics' ends. The catch-up's snapshot may miss both, never the request alone: the
     /// team topics' ends are measured before `returnOrders`', and nothing past them is applied.
@@ -2119,7 +1808,6 @@ mod tests {
                     ),
                     (team_topic(Sales::NAME), decision_record::<Sales>(&req)),
                 ]),
-                ..Rig::default()
             },
         );
         runner::<StatusView>(&racing, dir.path())
