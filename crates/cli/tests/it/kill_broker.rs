@@ -25,7 +25,7 @@
 //! 5. Every team reaches lag 0, stops on SIGTERM, has exactly one effect for every accepted
 //!    return (and none for anything else), and `returns replay` matches its store.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

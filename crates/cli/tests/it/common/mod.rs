@@ -6,8 +6,6 @@
 //! Every process started here is killed when its guard is dropped, so a failing test leaves no
 //! process behind.
 
-// Each test binary compiles this module and uses only its own part of it.
-#![allow(dead_code)]
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::TcpListener;
