@@ -54,7 +54,7 @@ echo "Kafka tests use the broker at $RETURNS_KAFKA_BOOTSTRAP"
 # ------------------------------------------------------------------------------------------------
 
 # --- Chromium and chromedriver ------------------------------------------------------------------
-# The dashboard's test (crates/cli/tests/dashboard.rs) drives a real headless Chromium through
+# The dashboard's test (crates/cli/tests/it/dashboard.rs) drives a real headless Chromium through
 # chromedriver. Without RETURNS_CHROMEDRIVER set by the caller, it uses Debian's chromium and
 # chromium-driver, installed here if /usr/bin/chromedriver is missing (as root). If they cannot
 # be installed, the run fails here: the browser test never passes without a browser. Set before

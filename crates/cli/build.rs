@@ -2,7 +2,7 @@
 //! script starts a broker and sets it). Without it they are compiled as ignored, so a plain
 //! `cargo test` lists each of them as "ignored, needs a Kafka broker" instead of passing.
 //!
-//! Likewise the dashboard's browser test (`tests/dashboard.rs`) runs only when
+//! Likewise the dashboard's browser test (`tests/it/dashboard.rs`) runs only when
 //! `RETURNS_CHROMEDRIVER` names a chromedriver (the test script installs Debian's chromium and
 //! chromium-driver if they are missing, and sets it): cfg `browser_tests`.
 fn main() {

@@ -9,7 +9,7 @@
 //! describe what a reader accepts (schemars' deserialize contract).
 //!
 //! The files under `schemas/` at the repository root are these, committed; the test
-//! `crates/eventlog/tests/schemas.rs` fails when they differ and rewrites them with
+//! `crates/eventlog/tests/it/schemas.rs` fails when they differ and rewrites them with
 //! `UPDATE_SCHEMAS=1`.
 
 use std::collections::BTreeSet;

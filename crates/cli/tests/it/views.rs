@@ -15,7 +15,7 @@ use serde_json::Value;
 /// The demo's generator seed in these tests.
 const SEED: u64 = 11;
 
-mod common;
+use crate::common;
 use common::{Sandbox as Setup, TEAMS};
 
 impl Setup {

@@ -13,7 +13,7 @@
 //!
 //! The same scenario runs on the embedded log and on the real broker.
 
-mod common;
+use crate::common;
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;

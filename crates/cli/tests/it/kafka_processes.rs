@@ -16,7 +16,7 @@ use returns_eventlog::{team_group, team_topic, EventLog, RETURN_ORDERS};
 use returns_services::team::store::TeamStore;
 use returns_services::Publisher;
 
-mod common;
+use crate::common;
 use common::{bootstrap, TeamProcess, TEAMS};
 
 /// The README's quickstart request, exactly as a user types it into the console producer.

@@ -1,8 +1,6 @@
 //! Helpers shared by the services' end-to-end tests: every test gets its own log file and data
 //! directory, and waits by polling with a deadline.
 
-#![allow(dead_code)]
-
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -2,7 +2,7 @@
 //! the relay gets every accepted return onto `returnOrders`, each under the one event id it was
 //! accepted with, however often the log fails or the relay dies.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU32, Ordering};

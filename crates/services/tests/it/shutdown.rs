@@ -1,7 +1,7 @@
 //! A stop request finishes the batch in hand, commits it, empties the outbox and returns Ok; a
 //! restart resumes with no gap and no duplicate.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -1,7 +1,7 @@
 //! Records on `returnOrders` that are not valid refund requests are set aside with a reason; the
 //! good records around them are all handled.
 
-mod common;
+use crate::common;
 
 use common::{small_batches, Env};
 use returns_domain::{Accounting, Generator, Manufacturing, Sales, Team};

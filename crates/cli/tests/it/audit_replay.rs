@@ -10,7 +10,7 @@ use serde_json::Value;
 
 const SEED: u64 = 11;
 
-mod common;
+use crate::common;
 use common::{Sandbox as Run, TEAMS};
 
 /// A demo of `n` returns on a fresh data directory (and a fresh namespace on Kafka).

@@ -2,7 +2,7 @@
 //! another connection, or whose log fails its commits and appends for a while, handles every
 //! record once when the failure passes; only the record that cannot be read is dead-lettered.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;

@@ -17,7 +17,7 @@
 //! To create or rewrite the files after an intended change:
 //!
 //! ```text
-//! UPDATE_GOLDEN=1 cargo test -p returns-eventlog --test wire_golden
+//! UPDATE_GOLDEN=1 cargo test -p returns-eventlog --test it wire_golden::
 //! ```
 //!
 //! then review the diff. A changed file of a published version means old records no longer read
@@ -81,7 +81,7 @@ fn read_golden(file: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| {
         panic!(
             "golden file {} is missing ({e}); create it with \
-             `UPDATE_GOLDEN=1 cargo test -p returns-eventlog --test wire_golden` and review it",
+             `UPDATE_GOLDEN=1 cargo test -p returns-eventlog --test it wire_golden::` and review it",
             path.display()
         )
     })

@@ -17,7 +17,7 @@
 //! scripts/test.sh` installs Debian's chromium and chromium-driver and sets it); the Kafka
 //! variant also needs `RETURNS_KAFKA_BOOTSTRAP`. Without them the tests are listed as ignored.
 
-mod common;
+use crate::common;
 
 use std::cell::Cell;
 use std::io::{Read, Write};

@@ -15,7 +15,7 @@
 //! `RETURNS_KILL_SEED=N` replays another schedule (the seed is printed; the moments still depend
 //! on timing, the order of the teams and the delays do not).
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;

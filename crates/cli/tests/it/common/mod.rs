@@ -6,14 +6,11 @@
 //! Every process started here is killed when its guard is dropped, so a failing test leaves no
 //! process behind.
 
-// Each test binary compiles this module and uses only its own part of it.
-#![allow(dead_code)]
-
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use returns_domain::{Accounting, Inventory, Manufacturing, Sales, Team};
@@ -341,7 +338,13 @@ pub fn assert_replay_matches(url: &str, data: &Path, returns: u64) -> Vec<Value>
 /// broker is down: a client retrying a connect to it may be handed that very port as its own
 /// source port, and a TCP connect from a port to itself succeeds. The clients then talk to
 /// themselves, and the broker cannot bind its port on restart.)
+///
+/// The tests of this binary run in threads of one process: a port handed out once is never
+/// handed out again in this process, so two tests starting at the same moment cannot both be
+/// given a port that neither has bound yet.
 pub fn free_ports(n: usize) -> Vec<u16> {
+    static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
     let range =
         std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap_or_default();
     let ephemeral_low: u16 = range
@@ -354,7 +357,8 @@ pub fn free_ports(n: usize) -> Vec<u16> {
         low + 1_000 < high,
         "no room below the ephemeral ports ({range})"
     );
-    // Start somewhere else in each test process, so two tests rarely try the same ports.
+    // Start somewhere else in each test process, so two test processes rarely try the same
+    // ports.
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
@@ -367,6 +371,9 @@ pub fn free_ports(n: usize) -> Vec<u16> {
         } else {
             candidate + 1
         };
+        if handed_out.contains(&candidate) {
+            continue;
+        }
         if let Ok(listener) = TcpListener::bind(("127.0.0.1", candidate)) {
             held.push(listener);
             if held.len() == n {
@@ -375,9 +382,12 @@ pub fn free_ports(n: usize) -> Vec<u16> {
         }
     }
     assert_eq!(held.len(), n, "{n} free ports between {low} and {high}");
-    held.iter()
+    let ports: Vec<u16> = held
+        .iter()
         .map(|l| l.local_addr().expect("local addr").port())
-        .collect()
+        .collect();
+    handed_out.extend(&ports);
+    ports
 }
 
 /// A single-node broker of its own, run by `scripts/kafka.sh` with its own run directory (data,

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use returns_domain::Generator;
 use returns_eventlog::conformance::unique;
 use returns_eventlog::wire::v2::RefundRequestV2;
+use returns_services::{open_store_view, TeamName};
 use serde_json::Value;
 
 const DEADLINE: Duration = Duration::from_secs(120);
@@ -301,6 +302,46 @@ impl Drop for Server {
     }
 }
 
+/// How many effects `team`'s store under `data` has for each return.
+fn effects(data: &Path, team: TeamName) -> BTreeMap<String, u64> {
+    open_store_view(team, data)
+        .unwrap_or_else(|e| panic!("open {}'s store: {e}", team.as_str()))
+        .effects_per_return()
+        .unwrap_or_else(|e| panic!("read {}'s effects: {e}", team.as_str()))
+        .into_iter()
+        .collect()
+}
+
+/// Does every one of `teams` have an effect for every one of `ids`? (What a wait polls for.)
+fn have_effects(data: &Path, teams: &[TeamName], ids: &BTreeSet<String>) -> bool {
+    teams.iter().all(|team| {
+        let effects = effects(data, *team);
+        ids.iter().all(|id| effects.contains_key(id))
+    })
+}
+
+/// Each of `teams` has exactly one effect for each of `ids` in its store, and none for any
+/// other return.
+fn assert_one_effect_each(data: &Path, teams: &[TeamName], ids: &BTreeSet<String>) {
+    let expected: BTreeMap<String, u64> = ids.iter().map(|id| (id.clone(), 1)).collect();
+    for team in teams {
+        assert_eq!(
+            effects(data, *team),
+            expected,
+            "{}'s store: one effect for each return sent, and none for any other",
+            team.as_str()
+        );
+    }
+}
+
+/// `GET /returns/{id}`'s row for `team`.
+fn team_row<'a>(answer: &'a Answer, team: &str) -> &'a Value {
+    answer.body["teams"]
+        .as_array()
+        .and_then(|teams| teams.iter().find(|t| t["team"] == team))
+        .unwrap_or_else(|| panic!("no {team} row: {}", answer.text))
+}
+
 fn body(i: u64) -> String {
     serde_json::to_string(&RefundRequestV2::from(&Generator::new(17).request(i))).unwrap()
 }
@@ -437,15 +478,17 @@ fn the_api_answers_and_fits_its_openapi_file(log: &str) {
         spec.saw("GET", "/returns/{id}", &a);
     }
 
-    // Every team's lag reaches 0; each handled every return once in this process.
+    // Every team's lag reaches 0; each handled every return once: its store has one effect
+    // for each return sent, and none for any other.
+    let sent: BTreeSet<String> = ids.iter().cloned().collect();
     let teams = server.poll("a team's lag never reached 0", |_| {
         let a = get(&addr, "/teams");
         assert_eq!(a.status, 200, "{}", a.text);
         let rows = a.body["teams"].as_array()?;
-        rows.iter()
-            .all(|t| t["lag"] == 0 && t["processed"] == RETURNS)
+        (rows.iter().all(|t| t["lag"] == 0) && have_effects(&data, &TeamName::EVERY, &sent))
             .then_some(a.clone())
     });
+    assert_one_effect_each(&data, &TeamName::EVERY, &sent);
     spec.saw("GET", "/teams", &teams);
     assert_eq!(teams.body["end"], RETURNS);
     let rows = teams.body["teams"].as_array().unwrap();
@@ -646,7 +689,7 @@ fn dashboard_side(server: &mut Server, spec: &mut Spec, ids: &[String], data: &P
     spec.saw("GET", "/samples", &samples);
     let requests = samples.body["requests"].as_array().unwrap();
     assert_eq!(requests.len(), 3);
-    let mut handled = RETURNS;
+    let mut sent: BTreeSet<String> = ids.iter().cloned().collect();
     for request in requests {
         let a = call(
             &addr,
@@ -661,7 +704,7 @@ fn dashboard_side(server: &mut Server, spec: &mut Spec, ids: &[String], data: &P
             "{}",
             a.text
         );
-        handled += 1;
+        sent.insert(a.body["return_id"].as_str().unwrap().to_string());
     }
     for bad in ["0", "51", "x"] {
         let a = get(&addr, &format!("/samples?count={bad}"));
@@ -684,11 +727,10 @@ fn dashboard_side(server: &mut Server, spec: &mut Spec, ids: &[String], data: &P
     let addr2 = addr.clone();
     server.poll("the samples handled by every team", |_| {
         let a = get(&addr2, "/teams");
-        rows(&a)
-            .values()
-            .all(|t| t["lag"] == 0 && t["processed"] == handled)
+        (rows(&a).values().all(|t| t["lag"] == 0) && have_effects(data, &TeamName::EVERY, &sent))
             .then_some(())
     });
+    assert_one_effect_each(data, &TeamName::EVERY, &sent);
 
     // Manufacturing offline: its lag grows, alone; the others carry on.
     let off = post(&addr, "/teams/manufacturing/offline");
@@ -707,6 +749,7 @@ fn dashboard_side(server: &mut Server, spec: &mut Spec, ids: &[String], data: &P
     );
     spec.saw("POST", "/teams/{team}/offline", &unknown);
     const MORE: u64 = 4;
+    let mut while_offline = BTreeSet::new();
     for i in 0..MORE {
         let a = call(
             &addr,
@@ -716,27 +759,48 @@ fn dashboard_side(server: &mut Server, spec: &mut Spec, ids: &[String], data: &P
             &body(100 + i),
         );
         assert_eq!(a.status, 202, "{}", a.text);
+        while_offline.insert(a.body["return_id"].as_str().unwrap().to_string());
     }
+    let everything: BTreeSet<String> = sent.union(&while_offline).cloned().collect();
+    let others: Vec<TeamName> = TeamName::EVERY
+        .into_iter()
+        .filter(|t| *t != TeamName::Manufacturing)
+        .collect();
     let while_off = server.poll(
         "the others to handle the returns while Manufacturing is offline",
         |_| {
             let a = get(&addr2, "/teams");
             let rows = rows(&a);
-            let others = rows
+            let others_done = rows
                 .iter()
                 .filter(|(team, _)| *team != "manufacturing")
-                .all(|(_, t)| t["lag"] == 0 && t["processed"] == handled + MORE);
-            (others && rows["manufacturing"]["lag"] == MORE).then_some(a)
+                .all(|(_, t)| t["lag"] == 0)
+                && have_effects(data, &others, &everything);
+            (others_done && rows["manufacturing"]["lag"] == MORE).then_some(a)
         },
     );
     let m = &rows(&while_off)["manufacturing"];
-    assert_eq!(
-        (&m["online"], &m["processed"]),
-        (&false.into(), &handled.into()),
-        "{m}"
-    );
+    assert_eq!(m["online"], false, "{m}");
     assert!(m["changed_at"].is_string(), "{m}");
     spec.saw("GET", "/teams", &while_off);
+    // The others handled every return; Manufacturing none of those sent while it is offline,
+    // and each of those says so: Manufacturing pending, the return not complete.
+    assert_one_effect_each(data, &others, &everything);
+    assert_one_effect_each(data, &[TeamName::Manufacturing], &sent);
+    for id in &while_offline {
+        let a = get(&addr, &format!("/returns/{id}"));
+        assert_eq!(a.status, 200, "{}", a.text);
+        assert_eq!(
+            (
+                &team_row(&a, "manufacturing")["status"],
+                &a.body["complete"]
+            ),
+            (&"pending".into(), &false.into()),
+            "{id} while Manufacturing is offline: {}",
+            a.text
+        );
+        spec.saw("GET", "/returns/{id}", &a);
+    }
 
     // Back online: it catches up from its committed position.
     let on = post(&addr, "/teams/manufacturing/online");
@@ -749,11 +813,35 @@ fn dashboard_side(server: &mut Server, spec: &mut Spec, ids: &[String], data: &P
     spec.saw("POST", "/teams/{team}/online", &on);
     server.poll("Manufacturing to catch up", |_| {
         let a = get(&addr2, "/teams");
-        rows(&a)
+        (rows(&a)
             .values()
-            .all(|t| t["lag"] == 0 && t["processed"] == handled + MORE && t["online"] == true)
-            .then_some(())
+            .all(|t| t["lag"] == 0 && t["online"] == true)
+            && have_effects(data, &[TeamName::Manufacturing], &everything))
+        .then_some(())
     });
+    assert_one_effect_each(data, &TeamName::EVERY, &everything);
+    for id in &everything {
+        let a = server.poll(
+            &format!("{id} never complete once Manufacturing is back"),
+            |_| {
+                let a = get(&addr2, &format!("/returns/{id}"));
+                assert_eq!(a.status, 200, "{}", a.text);
+                (a.body["complete"] == true).then_some(a)
+            },
+        );
+        assert_eq!(a.body["return_id"], id.as_str(), "{}", a.text);
+        assert!(
+            a.body["request"]["event_id"].is_string(),
+            "{id}: its request: {}",
+            a.text
+        );
+        assert_ne!(
+            team_row(&a, "manufacturing")["status"],
+            "pending",
+            "{}",
+            a.text
+        );
+    }
 
     // No comparison yet; then a real one on the same data directory.
     let none = get(&addr, "/compare");

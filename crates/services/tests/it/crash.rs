@@ -1,7 +1,7 @@
 //! A team stopped abruptly at each point of its cycle, then restarted, ends with exactly one
 //! effect per return and exactly one published event per return: none lost, none doubled.
 
-mod common;
+use crate::common;
 
 use common::{event_ids_per_return, small_batches, Env};
 use returns_domain::{Inventory, Sales, Team};

@@ -10,7 +10,7 @@
 //! After an intended change to an event type (a new version, usually), rewrite the files with
 //!
 //! ```text
-//! UPDATE_SCHEMAS=1 cargo test -p returns-eventlog --test schemas
+//! UPDATE_SCHEMAS=1 cargo test -p returns-eventlog --test it schemas::
 //! ```
 //!
 //! and review the diff: a changed schema of a published version means old records may no longer
@@ -23,7 +23,7 @@ use returns_eventlog::wire::schema::{self, EventSchema};
 use returns_eventlog::wire::{self, REFUND_REQUEST, TEAM_EVENT_VERSION};
 use serde_json::{json, Value};
 
-const HINT: &str = "UPDATE_SCHEMAS=1 cargo test -p returns-eventlog --test schemas";
+const HINT: &str = "UPDATE_SCHEMAS=1 cargo test -p returns-eventlog --test it schemas::";
 
 fn schemas_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../schemas")
