@@ -14,10 +14,10 @@
 //!   (Prometheus text for `/metrics`). `docs/openapi.json` documents every route of `returns
 //!   serve`.
 //!
-//! Every router comes in two forms: `*_routes` without fallbacks, which merge
-//! (`Router::merge`), and `*_router`, the same inside [`json_fallbacks`]. A server that merges
-//! several puts [`json_fallbacks`] around the whole, then, off loopback,
-//! [`auth::require_token`].
+//! Routers come as `*_routes` without fallbacks, which merge (`Router::merge`); a server puts
+//! [`json_fallbacks`] around the whole, then, off loopback, [`auth::require_token`] (a team's
+//! endpoint and the intake alone are also served as `team_router` and `intake_router`, with their
+//! fallbacks).
 //!
 //! Every body goes through [`body::RefundRequestBody`]: JSON content type, at most
 //! [`MAX_BODY_BYTES`], one JSON object with no repeated key, no array where the DTO has an

@@ -5,7 +5,9 @@
 //! another log, the same stores would see none of their positions and decide nothing, or
 //! decide again what they already did. So a directory records the identity of the log it was
 //! first used with ([`EventLog::identity`]), in `log-identity.json`, and [`bind`] refuses to
-//! hand it to any other log before a store in it is opened.
+//! hand it to any other log. Commands bind it as soon as the log answers, before they open a
+//! store in it; only `serve` and `publish` with `--data` may accept returns into User Support's
+//! store while the log is down, and then bind it when the log answers, before anything is sent.
 
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};

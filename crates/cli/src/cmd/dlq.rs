@@ -4,7 +4,7 @@
 
 use comfy_table::{presets::UTF8_FULL_CONDENSED, CellAlignment, Table};
 use returns_eventlog::{team_group, Record, RETURN_ORDERS};
-use returns_services::tools::dead_letters::{self, ReplayOptions, ReplayReport};
+use returns_services::tools::dead_letters::{self, RedriveOptions, RedriveReport};
 use returns_services::TeamName;
 use serde::Serialize;
 
@@ -105,12 +105,12 @@ async fn redrive(
         None => TeamName::EVERY.to_vec(),
     };
     let log = global.open_log().await?;
-    let options = ReplayOptions {
+    let options = RedriveOptions {
         teams: &teams,
         dry_run,
         fix: None,
     };
-    let report = dead_letters::replay(&log, options, &shutdown::on_signal()).await?;
+    let report = dead_letters::redrive(&log, options, &shutdown::on_signal()).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -119,7 +119,7 @@ async fn redrive(
     Ok(())
 }
 
-fn print_redrive(report: &ReplayReport, log: &str) {
+fn print_redrive(report: &RedriveReport, log: &str) {
     let mut table = Table::new();
     table.load_preset(UTF8_FULL_CONDENSED).set_header(vec![
         "team",
@@ -181,7 +181,7 @@ async fn list(global: &Global, team: Option<String>, json: bool) -> anyhow::Resu
             .find(|t| dead_letters::team_dead_letters(*t) == topic)
         {
             Some(team) => {
-                log.committed(&dead_letters::replay_group(team), &topic)
+                log.committed(&dead_letters::redrive_group(team), &topic)
                     .await?
             }
             None => Vec::new(),

@@ -11,7 +11,7 @@ mod common;
 mod compare;
 mod dashboard;
 mod demo;
-mod dlq_replay;
+mod dlq_redrive;
 mod intake;
 mod kafka_processes;
 mod kill_broker;

@@ -1,4 +1,5 @@
-//! The outbox relay: appends a team's outgoing records to the log, in order, then clears them.
+//! The outbox relay: appends an outbox's records (a team's outgoing events, or User Support's
+//! accepted returns) to the log, in order, then clears them.
 //!
 //! A record leaves the outbox only after the log has it. If the relay dies between the two, the
 //! same records (same event ids) are appended again on restart; readers drop the repeat by id.
@@ -91,7 +92,9 @@ impl Outbox {
     }
 }
 
-/// Moves one team's outbox to the log until cancelled; on cancel it empties the outbox first.
+/// Moves one outbox to the log until cancelled. On cancel it empties the outbox first; an
+/// append that fails then ends it with that error, the rest kept in the outbox for the next
+/// start.
 pub struct Relay {
     pub log: Arc<dyn EventLog>,
     pub outbox: Outbox,

@@ -14,7 +14,7 @@
 //! readable (put back by [`crate::tools::dead_letters`] after a fix), it is decided and the row becomes
 //! `decided`, in the same transaction as the effect; when it comes back still unreadable, it is
 //! dead-lettered again with the reason of today's build. `dead_lettered_from` names the copy
-//! last dead-lettered (its `dlq_replayed_from` header, or for an original its place in the log),
+//! last dead-lettered (its `dlq_redriven_from` header, or for an original its place in the log),
 //! so a redelivery of that same copy is a duplicate, never a second dead letter.
 
 use std::collections::hash_map::Entry;
@@ -518,7 +518,7 @@ const MARK_DEAD_LETTERED: &str =
 
 /// The header a record put back by [`crate::tools::dead_letters`] carries: the dead letter it came
 /// from, `topic/partition/offset`.
-pub const REPLAYED_FROM: &str = "dlq_replayed_from";
+pub const REDRIVEN_FROM: &str = "dlq_redriven_from";
 
 struct BatchWriter<'tx, T: Team> {
     mark_decided: CachedStatement<'tx>,
@@ -598,8 +598,8 @@ impl<T: Team> BatchWriter<'_, T> {
         record: &Record,
         error: &WireError,
     ) -> rusqlite::Result<()> {
-        let replayed_from = record.header(REPLAYED_FROM);
-        let copy = replayed_from.map_or_else(
+        let redriven_from = record.header(REDRIVEN_FROM);
+        let copy = redriven_from.map_or_else(
             || format!("{}/{}/{}", record.topic, record.partition, record.offset),
             str::to_string,
         );
@@ -607,7 +607,7 @@ impl<T: Team> BatchWriter<'_, T> {
             envelope.id,
             self.at_ms,
             copy,
-            replayed_from.is_some()
+            redriven_from.is_some()
         ])?;
         if !self.changed(rows) {
             return Ok(());
@@ -707,10 +707,10 @@ mod tests {
         Input::decode(on_log(wire::encode_refund_request(&req, &envelope), offset))
     }
 
-    /// An unreadable record under event id `id` at `offset`, put back from `replayed_from`.
-    fn bad(id: &str, offset: u64, replayed_from: Option<&str>) -> Input {
+    /// An unreadable record under event id `id` at `offset`, put back from `redriven_from`.
+    fn bad(id: &str, offset: u64, redriven_from: Option<&str>) -> Input {
         let mut headers = vec![("ce_id".to_string(), id.to_string())];
-        headers.extend(replayed_from.map(|r| (REPLAYED_FROM.to_string(), r.to_string())));
+        headers.extend(redriven_from.map(|r| (REDRIVEN_FROM.to_string(), r.to_string())));
         let input = Input::decode(on_log(
             returns_eventlog::OutRecord {
                 key: id.into(),

@@ -1,11 +1,11 @@
 //! Dead letters put back in front of the teams after a fix (`returns dlq redrive`).
 //!
 //! A team dead-letters a record it cannot read (see [`crate::team::store`]). Once that is fixed (a new
-//! build reads the version that was unknown, or a corrected record), [`replay`] takes each
+//! build reads the version that was unknown, or a corrected record), [`redrive`] takes each
 //! selected team's dead letters and appends them to `returnOrders` again:
 //!
 //! - **Where they go: `returnOrders`, under their original event id**, with the header
-//!   [`REPLAYED_FROM`] naming the dead letter (`topic/partition/offset`) and the `dlt_*` headers
+//!   [`REDRIVEN_FROM`] naming the dead letter (`topic/partition/offset`) and the `dlt_*` headers
 //!   removed. Every team reads `returnOrders` already, so no team reads anything new, and the
 //!   record is a redelivery of the same event: a team that decided it skips it as a duplicate;
 //!   a team that had only dead-lettered it decides it now (its `processed` row turns from
@@ -17,7 +17,7 @@
 //! - **The id is kept**: a record written without `ce_id` (a console producer) had an id derived
 //!   from its place in the log; its dead letter's `dlt_original_event_id` becomes its `ce_id`.
 //! - **Once per dead letter**: each dead-letter topic is read by its own consumer group,
-//!   [`replay_group`], committed after the append. A second run starts after the first; a run
+//!   [`redrive_group`], committed after the append. A second run starts after the first; a run
 //!   that dies between append and commit appends the same records again, which the teams skip
 //!   by id (and a team that still cannot read them does not dead-letter that copy twice).
 //! - A run takes the dead letters up to the topics' ends as they are when it starts, so records
@@ -36,7 +36,7 @@ use returns_eventlog::{
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-pub use crate::team::store::REPLAYED_FROM;
+pub use crate::team::store::REDRIVEN_FROM;
 use crate::{ServiceError, TeamName};
 
 /// The header of a dead letter that names the event id it was read under.
@@ -44,7 +44,7 @@ pub const ORIGINAL_EVENT_ID: &str = "dlt_original_event_id";
 
 const PAGE: usize = 1_000;
 const POLL: Duration = Duration::from_millis(200);
-/// A replay whose group gets no record for this long, though records are left, gives up: on
+/// A redrive whose group gets no record for this long, though records are left, gives up: on
 /// Kafka another member of the group (a second `returns dlq redrive`) holds the partitions.
 const IDLE_LIMIT: Duration = Duration::from_secs(30);
 
@@ -54,7 +54,7 @@ pub type Fix<'a> = &'a (dyn Fn(&Record, &mut OutRecord) + Sync);
 
 /// What to put back.
 #[derive(Clone, Copy)]
-pub struct ReplayOptions<'a> {
+pub struct RedriveOptions<'a> {
     /// Whose dead letters.
     pub teams: &'a [TeamName],
     /// Count what would be put back, and move nothing.
@@ -79,7 +79,7 @@ pub struct TeamReplay {
 
 /// What a run did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct ReplayReport {
+pub struct RedriveReport {
     pub dry_run: bool,
     /// Per team asked for, by name.
     pub teams: BTreeMap<String, TeamReplay>,
@@ -91,8 +91,8 @@ pub struct ReplayReport {
 }
 
 /// The consumer group that reads a team's dead-letter topic to put it back.
-pub fn replay_group(team: TeamName) -> String {
-    format!("dlq-replay.{}", team_dead_letters(team))
+pub fn redrive_group(team: TeamName) -> String {
+    format!("dlq-redrive.{}", team_dead_letters(team))
 }
 
 /// A team's dead-letter topic.
@@ -110,14 +110,14 @@ pub fn record_to_put_back(letter: &Record) -> Option<(String, OutRecord)> {
     let mut headers: Vec<(String, String)> = letter
         .headers
         .iter()
-        .filter(|(k, _)| !k.starts_with("dlt_") && k != REPLAYED_FROM)
+        .filter(|(k, _)| !k.starts_with("dlt_") && k != REDRIVEN_FROM)
         .cloned()
         .collect();
     if !headers.iter().any(|(k, _)| k == envelope::ID) {
         headers.push((envelope::ID.to_string(), id.clone()));
     }
     headers.push((
-        REPLAYED_FROM.to_string(),
+        REDRIVEN_FROM.to_string(),
         format!("{}/{}/{}", letter.topic, letter.partition, letter.offset),
     ));
     let record = OutRecord {
@@ -130,19 +130,19 @@ pub fn record_to_put_back(letter: &Record) -> Option<(String, OutRecord)> {
 
 /// Put the selected teams' dead letters back on `returnOrders` (see the module's doc). On
 /// shutdown it stops after the page in hand, committed, and says so in the report.
-pub async fn replay(
+pub async fn redrive(
     log: &Arc<dyn EventLog>,
-    options: ReplayOptions<'_>,
+    options: RedriveOptions<'_>,
     shutdown: &CancellationToken,
-) -> Result<ReplayReport, ServiceError> {
+) -> Result<RedriveReport, ServiceError> {
     let existing: HashSet<String> = log.topics().await?.into_iter().collect();
     let mut run = Run {
         log,
         options,
         appended: HashSet::new(),
-        report: ReplayReport {
+        report: RedriveReport {
             dry_run: options.dry_run,
-            ..ReplayReport::default()
+            ..RedriveReport::default()
         },
     };
     // Every topic's end is taken before anything is put back: what the teams dead-letter
@@ -175,10 +175,10 @@ pub async fn replay(
 
 struct Run<'a> {
     log: &'a Arc<dyn EventLog>,
-    options: ReplayOptions<'a>,
+    options: RedriveOptions<'a>,
     /// Event ids appended (or that would be) by this run.
     appended: HashSet<String>,
-    report: ReplayReport,
+    report: RedriveReport,
 }
 
 impl Run<'_> {
@@ -190,7 +190,7 @@ impl Run<'_> {
             return None;
         };
         taken.put_back += 1;
-        taken.repeats += u64::from(letter.header(REPLAYED_FROM).is_some());
+        taken.repeats += u64::from(letter.header(REDRIVEN_FROM).is_some());
         let kind = letter.header("dlt_error_kind").unwrap_or("unknown");
         *taken.by_kind.entry(kind.to_string()).or_default() += 1;
         if !self.appended.insert(id) {
@@ -210,7 +210,7 @@ impl Run<'_> {
         ends: &[u64],
         taken: &mut TeamReplay,
     ) -> Result<(), ServiceError> {
-        let from = self.log.committed(&replay_group(team), topic).await?;
+        let from = self.log.committed(&redrive_group(team), topic).await?;
         for (partition, &end) in ends.iter().enumerate() {
             let mut offset = from.get(partition).copied().unwrap_or(0);
             while offset < end {
@@ -225,7 +225,7 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// Read the topic as the team's replay group up to `ends`; for each page, append, then
+    /// Read the topic as the team's redrive group up to `ends`; for each page, append, then
     /// commit.
     async fn put_back(
         &mut self,
@@ -235,7 +235,7 @@ impl Run<'_> {
         taken: &mut TeamReplay,
         shutdown: &CancellationToken,
     ) -> Result<(), ServiceError> {
-        let group = replay_group(team);
+        let group = redrive_group(team);
         let mut next = self.log.committed(&group, topic).await?;
         next.resize(ends.len(), 0);
         let reached = |next: &[u64]| next.iter().zip(ends).all(|(n, e)| n >= e);
@@ -317,7 +317,7 @@ mod tests {
             vec![
                 ("ce_id".to_string(), "derived-1".to_string()),
                 (
-                    REPLAYED_FROM.to_string(),
+                    REDRIVEN_FROM.to_string(),
                     "returnOrders.returns.sales.dlt/2/7".to_string()
                 ),
             ]
@@ -329,14 +329,14 @@ mod tests {
         let (id, out) = record_to_put_back(&letter(&[
             ("ce_id", "e-1"),
             ("ce_type", "returns.RefundRequest.v9"),
-            (REPLAYED_FROM, "returnOrders.returns.sales.dlt/0/1"),
+            (REDRIVEN_FROM, "returnOrders.returns.sales.dlt/0/1"),
             ("dlt_error_kind", "unknown_version"),
             ("dlt_original_event_id", "e-1"),
         ]))
         .unwrap();
         assert_eq!(id, "e-1");
         let names: Vec<&str> = out.headers.iter().map(|(k, _)| k.as_str()).collect();
-        assert_eq!(names, ["ce_id", "ce_type", REPLAYED_FROM]);
+        assert_eq!(names, ["ce_id", "ce_type", REDRIVEN_FROM]);
         assert_eq!(out.headers[2].1, "returnOrders.returns.sales.dlt/2/7");
     }
 

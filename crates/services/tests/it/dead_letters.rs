@@ -178,7 +178,7 @@ async fn assert_both_teams(env: &Env, want: (u64, u64, u64)) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_letters_put_back_are_decided_once_and_the_still_unreadable_dead_lettered_again() {
     use returns_eventlog::envelope;
-    use returns_services::tools::dead_letters::{replay, ReplayOptions, REPLAYED_FROM};
+    use returns_services::tools::dead_letters::{redrive, RedriveOptions, REDRIVEN_FROM};
     use returns_services::TeamName;
     use tokio_util::sync::CancellationToken;
 
@@ -223,12 +223,12 @@ async fn dead_letters_put_back_are_decided_once_and_the_still_unreadable_dead_le
     let put_back = |teams: &'static [TeamName], dry_run: bool| {
         let log = std::sync::Arc::clone(&env.log);
         async move {
-            let options = ReplayOptions {
+            let options = RedriveOptions {
                 teams,
                 dry_run,
                 fix: Some(&fix),
             };
-            replay(&log, options, &CancellationToken::new())
+            redrive(&log, options, &CancellationToken::new())
                 .await
                 .unwrap()
         }
@@ -252,7 +252,7 @@ async fn dead_letters_put_back_are_decided_once_and_the_still_unreadable_dead_le
     assert_eq!(letters.len(), 3);
     let again = letters
         .iter()
-        .find(|l| l.header(REPLAYED_FROM).is_some())
+        .find(|l| l.header(REDRIVEN_FROM).is_some())
         .unwrap();
     assert_eq!(
         again.header("dlt_original_event_id"),

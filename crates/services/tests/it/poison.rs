@@ -27,7 +27,7 @@ use returns_eventlog::envelope;
 use returns_eventlog::wire::{self, v2::RefundRequestV2};
 use returns_eventlog::{team_group, team_topic, EventLog, OutRecord, Record, RETURN_ORDERS};
 use returns_services::tools::dead_letters::{
-    replay, team_dead_letters, ReplayOptions, ReplayReport, REPLAYED_FROM,
+    redrive, team_dead_letters, RedriveOptions, RedriveReport, REDRIVEN_FROM,
 };
 use returns_services::{open_store_view, spawn_team, ServiceError, TeamMetrics, TeamName};
 use tokio::task::JoinHandle;
@@ -328,12 +328,12 @@ async fn poison(log: Arc<dyn EventLog>, data: &Path) {
         }
     };
     let replay_started = Instant::now();
-    let options = ReplayOptions {
+    let options = RedriveOptions {
         teams: &TeamName::EVERY,
         dry_run: false,
         fix: Some(&fix),
     };
-    let report = replay(&log, options, &CancellationToken::new())
+    let report = redrive(&log, options, &CancellationToken::new())
         .await
         .unwrap();
     let put_back_in = replay_started.elapsed();
@@ -374,7 +374,7 @@ async fn poison(log: Arc<dyn EventLog>, data: &Path) {
         let letters = read_all(&log, &team_dead_letters(team)).await;
         let again: Vec<&Record> = letters
             .iter()
-            .filter(|l| l.header(REPLAYED_FROM).is_some())
+            .filter(|l| l.header(REDRIVEN_FROM).is_some())
             .collect();
         assert_eq!(again.len() as u64, STILL_BAD, "{team}");
         let mut ids = HashSet::new();
@@ -391,12 +391,12 @@ async fn poison(log: Arc<dyn EventLog>, data: &Path) {
     }
 
     // A second replay would put back only what was dead-lettered since the first.
-    let dry = ReplayOptions {
+    let dry = RedriveOptions {
         dry_run: true,
         fix: None,
         ..options
     };
-    let pending = replay(&log, dry, &CancellationToken::new()).await.unwrap();
+    let pending = redrive(&log, dry, &CancellationToken::new()).await.unwrap();
     assert_report(&pending, STILL_BAD, STILL_BAD);
     teams.stop().await;
     eprintln!(
@@ -408,7 +408,7 @@ async fn poison(log: Arc<dyn EventLog>, data: &Path) {
 
 /// Every team had `letters` dead letters put back (`repeats` of them put back before); one
 /// record appended per event.
-fn assert_report(report: &ReplayReport, letters: u64, repeats: u64) {
+fn assert_report(report: &RedriveReport, letters: u64, repeats: u64) {
     assert_eq!(report.teams.len(), 5, "{report:?}");
     for (team, t) in &report.teams {
         assert_eq!(

@@ -7,7 +7,7 @@
 //! dead letters; a record put back keeps its event id; every team that still cannot read it
 //! dead-letters it again, with its reason, once; and what was put back is never put back
 //! again. (Records that a fix makes readable are decided once by the teams that had
-//! dead-lettered them: `crates/services/tests/dead_letters.rs` and `poison.rs`.)
+//! dead-lettered them: `crates/services/tests/it/dead_letters.rs` and `poison.rs`.)
 
 use std::path::Path;
 use std::process::Command;
@@ -158,7 +158,7 @@ async fn scenario(url: &str, data: &Path) {
     let back: Vec<Record> = read_all(&log, RETURN_ORDERS)
         .await
         .into_iter()
-        .filter(|r| r.header("dlq_replayed_from").is_some())
+        .filter(|r| r.header("dlq_redriven_from").is_some())
         .collect();
     assert_eq!(back.len(), 2);
     let console_back = back
@@ -193,7 +193,7 @@ async fn scenario(url: &str, data: &Path) {
         assert_eq!(letters.len(), 4, "{team}");
         let again: Vec<&Record> = letters
             .iter()
-            .filter(|l| l.header("dlq_replayed_from").is_some())
+            .filter(|l| l.header("dlq_redriven_from").is_some())
             .collect();
         assert_eq!(again.len(), 2, "{team}");
         let console_again = again
