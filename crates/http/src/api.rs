@@ -218,9 +218,7 @@ pub enum ApiError {
     InvalidReturnId(String),
     #[error("no return {0} is known here: neither accepted by this server nor read from the log")]
     ReturnNotFound(String),
-    #[error(
-        "no team `{0}` runs here (teams: sales, inventory, manufacturing, accounting, quality)"
-    )]
+    #[error("no team `{0}` runs here (teams: {teams})", teams = TeamName::EVERY.map(TeamName::as_str).join(", "))]
     TeamNotFound(String),
     #[error("`count` must be a whole number from 1 to {MAX_SAMPLES}")]
     InvalidCount,

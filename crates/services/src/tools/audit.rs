@@ -26,7 +26,7 @@ use crate::ServiceError;
 /// Who wrote a topic, for a reader: `user-support`, a team's name, or `dead-letters`.
 pub fn topic_owner(topic: &str) -> String {
     if topic == RETURN_ORDERS {
-        return "user-support".into();
+        return USER_SUPPORT.into();
     }
     if topic.ends_with(".dlt") {
         return "dead-letters".into();
