@@ -54,7 +54,8 @@ pub trait EventLog: Send + Sync + 'static {
     /// The group's committed next offset per partition of the topic (0 where none).
     async fn committed(&self, group: &str, topic: &str) -> Result<Vec<u64>, LogError>;
 
-    /// Read up to `max` records of one partition from `offset`, outside any group.
+    /// Read up to `max` records of one partition, outside any group: the first `max` the log
+    /// holds at or after `offset` (below the first record retention left, from that record).
     async fn read(
         &self,
         topic: &str,

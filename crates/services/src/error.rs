@@ -34,6 +34,14 @@ pub enum ServiceError {
         bound: Box<crate::data_dir::Bound>,
         this: Box<crate::data_dir::Bound>,
     },
+    #[error(
+        "the view file {path} was written by a newer build (layout {found}; this build knows {known}) (hint: run the newer build, or delete the file and this build rebuilds it from the log)"
+    )]
+    NewerLayout {
+        path: PathBuf,
+        found: i64,
+        known: i64,
+    },
     #[error("no {team} store at {path} (hint: run `returns demo` or `returns run {team}` with the same --data and --log first)")]
     NoStore { team: &'static str, path: PathBuf },
     #[error(

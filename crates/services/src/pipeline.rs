@@ -210,9 +210,10 @@ impl Running {
         let relay = match tokio::time::timeout(relay_grace, &mut relay).await {
             Ok(Ok(Ok(()))) => RelayEnd::Emptied,
             Ok(Ok(Err(e))) => RelayEnd::Left(e),
+            // It panicked: what it had not sent is still in the outbox.
             Ok(Err(_)) => {
                 failures.push((USER_SUPPORT.to_string(), ServiceError::Task(USER_SUPPORT)));
-                RelayEnd::Emptied
+                RelayEnd::Left(ServiceError::Task(USER_SUPPORT))
             }
             Err(_) => {
                 relay.abort();

@@ -128,7 +128,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
             }
         }
     };
-    log.wait(Some(BIND_PROBE)).await?;
+    log.bind_before_opening(&described).await?;
     let store = IntakeStore::open(&data)
         .with_context(|| format!("cannot open User Support's store in {}", data.display()))?;
     let store = Arc::new(Mutex::new(store));
@@ -264,6 +264,32 @@ impl LogOpener {
             self.log = opened;
         }
         Ok(self.log.clone())
+    }
+
+    /// Before a store is opened in the data directory known without the log: the log that
+    /// answers within [`BIND_PROBE`] has the directory bound (or refused) by [`Self::wait`]. A
+    /// log that does not answer cannot be checked: a directory already bound to a log
+    /// described otherwise (`described`) is then refused, since accepting returns there would
+    /// send them to that other log later.
+    pub(crate) async fn bind_before_opening(&mut self, described: &str) -> anyhow::Result<()> {
+        if self.wait(Some(BIND_PROBE)).await?.is_some() {
+            return Ok(());
+        }
+        let Some(data) = &self.data else {
+            return Ok(());
+        };
+        if let Some(bound) = returns_services::data_dir::bound_to(data)? {
+            if bound.log != described {
+                anyhow::bail!(
+                    "the data directory {} holds state built from the event log {}, and {described} \
+                     does not answer, so it cannot be checked to be that log (hint: give this log \
+                     a data directory of its own with --data DIR, or wait until it answers)",
+                    data.display(),
+                    bound.log
+                );
+            }
+        }
+        Ok(())
     }
 
     /// Why the last try failed, for a message: ` (last try: ...)`, or nothing before the first

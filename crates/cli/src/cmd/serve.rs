@@ -104,7 +104,7 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
             }
         }
     };
-    log.wait(Some(super::publish::BIND_PROBE)).await?;
+    log.bind_before_opening(&described).await?;
     let intake = Intake::open(&data)
         .with_context(|| format!("cannot open User Support's store in {}", data.display()))?;
     let teams: Vec<(TeamName, Arc<TeamMetrics>)> = TeamName::EVERY

@@ -100,6 +100,8 @@ fn print_status(s: &ReturnStatus) {
     let decided = s.teams.iter().filter(|t| t.decision.is_some()).count();
     if s.complete {
         println!("every team has decided");
+    } else if s.request.is_none() && decided == s.teams.len() {
+        println!("every team has decided; the request itself is not read yet");
     } else {
         println!("waiting for {} team(s)", s.teams.len() - decided);
     }

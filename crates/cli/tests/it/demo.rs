@@ -340,6 +340,55 @@ fn a_data_directory_refuses_another_log_before_writing_anything() {
     assert_eq!(report["first_index"], 30);
 }
 
+/// A log that does not answer cannot be checked: `publish` and `serve` with --data, which may
+/// take returns while their log is down, refuse a directory already bound to another log rather
+/// than accept returns there that would later go to that other log.
+#[test]
+fn a_log_that_does_not_answer_is_not_given_another_log_s_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    let (ok, _, stderr) = run_in(
+        dir.path(),
+        &[
+            "demo",
+            "-n",
+            "10",
+            "--data",
+            data,
+            "--log",
+            "sqlite://one/log.db",
+        ],
+    );
+    assert!(ok, "{stderr}");
+    // A file where the other log's directory should be: that log cannot be opened.
+    std::fs::write(dir.path().join("blocked"), "not a directory").unwrap();
+    let before = files(Path::new(data));
+    let (ok, stdout, stderr) = run_in(
+        dir.path(),
+        &[
+            "publish",
+            "-n",
+            "3",
+            "--no-wait",
+            "--data",
+            data,
+            "--log",
+            "sqlite://blocked/log.db",
+        ],
+    );
+    assert!(!ok, "accepted into another log's directory: {stdout}");
+    for needle in [
+        "sqlite://one/log.db",
+        "sqlite://blocked/log.db",
+        "does not answer",
+        "--data",
+    ] {
+        assert!(stderr.contains(needle), "no {needle} in {stderr}");
+    }
+    assert_eq!(files(Path::new(data)), before, "nothing written");
+}
+
 /// On Kafka a log is a cluster and a namespace: a data directory given with another namespace
 /// is refused the same way.
 #[test]

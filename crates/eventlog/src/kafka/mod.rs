@@ -400,8 +400,10 @@ impl Shared {
             .map_err(kafka_err("end offsets"))?;
         // Below the first record the log still holds (retention deleted the rest), a fetch
         // would jump to the end: start at the first one, as the embedded log does.
+        // Up to `max` records from there: counted from where the records start, not from
+        // `offset`, or a read far below the log start would return nothing for ever.
         let start = offset.max(low.max(0) as u64);
-        let end = (high.max(0) as u64).min(offset.saturating_add(max as u64));
+        let end = (high.max(0) as u64).min(start.saturating_add(max as u64));
         if start >= end {
             return Ok(());
         }

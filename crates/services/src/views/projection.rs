@@ -206,7 +206,7 @@ impl<P: Projection> ViewStore<P> {
         for (pragma, value) in [("journal_mode", "WAL"), ("synchronous", "NORMAL")] {
             conn.pragma_update(None, pragma, value).map_err(err)?;
         }
-        lay_out::<P>(&mut conn).map_err(err)?;
+        lay_out::<P>(&mut conn, &path)?;
         Ok(ViewStore {
             conn,
             path,
@@ -331,18 +331,44 @@ impl<P: Projection> ViewStore<P> {
     }
 }
 
-/// Makes the file's tables, in one transaction that also drops every table of a file of another
-/// layout ([`LAYOUT_VERSION`]): the view is then rebuilt from the log. Two processes opening
-/// the file at once: the second finds it laid out.
-fn lay_out<P: Projection>(conn: &mut Connection) -> rusqlite::Result<()> {
+/// Makes the file's tables. A file of an older layout ([`LAYOUT_VERSION`]) has every table
+/// dropped and this layout's made, in one transaction: the view is then rebuilt from the log.
+/// A file of a newer layout is an error: this build must not undo a newer one's work. Two
+/// processes opening the file at once: the second finds it laid out.
+fn lay_out<P: Projection>(conn: &mut Connection, path: &Path) -> Result<(), ServiceError> {
+    let err = store_error(P::NAME, path);
+    let newer = |found: i64| ServiceError::NewerLayout {
+        path: path.to_path_buf(),
+        found,
+        known: LAYOUT_VERSION,
+    };
     // A read first: a file laid out already needs no write lock (another process may hold it).
-    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(err)?;
     if version == LAYOUT_VERSION {
         return Ok(());
     }
+    if version > LAYOUT_VERSION {
+        return Err(newer(version));
+    }
+    rebuild::<P>(conn).map_err(err)?;
+    // Another process may have laid it out meanwhile, as a newer build.
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(err)?;
+    if version > LAYOUT_VERSION {
+        return Err(newer(version));
+    }
+    Ok(())
+}
+
+/// Drops the tables of a file of an older layout and makes this layout's, in one transaction.
+fn rebuild<P: Projection>(conn: &mut Connection) -> rusqlite::Result<()> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
-    if version == LAYOUT_VERSION {
+    if version >= LAYOUT_VERSION {
+        // Laid out meanwhile by another process (this layout, or a newer one: the caller looks).
         return Ok(());
     }
     let old: Vec<String> = tx
@@ -693,7 +719,14 @@ impl<P: Projection> ProjectionRunner<P> {
         let mut backoff = Backoff::new(&self.config.retry);
         let mut shown = Shown::default();
         while !shutdown.is_cancelled() {
-            let moved = match self.read_round(&store, None, &patience, &mut report).await {
+            // A stop does not wait for a read the log is slow to answer (a broker gone): what
+            // this round applied is in the file; the rest is read at the next start.
+            let round = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                round = self.read_round(&store, None, &patience, &mut report) => round,
+            };
+            let moved = match round {
                 Ok(moved) => moved,
                 Err(e) if e.is_transient() && !shutdown.is_cancelled() => {
                     let wait = backoff.next_pause();
@@ -709,7 +742,8 @@ impl<P: Projection> ProjectionRunner<P> {
                 pause(self.config.poll_timeout, shutdown).await;
             }
         }
-        self.show(&store, &mut shown, true).await;
+        // Only the lag shown to the group: not worth a slow stop when the log does not answer.
+        let _ = tokio::time::timeout(SHOW_AT_STOP, self.show(&store, &mut shown, true)).await;
         tracing::info!(view = P::NAME, "stopped cleanly");
         Ok(())
     }
@@ -724,7 +758,7 @@ impl<P: Projection> ProjectionRunner<P> {
         let mut report = CatchUp::default();
         let store = self.open(&patience).await?;
         self.retry_skipped(&store, &patience, &mut report).await?;
-        let target = self.ends().await?;
+        let target = self.ends(&patience).await?;
         let held = on_store(&store, &patience, &self.config.retry, |s| s.positions()).await?;
         let first = reached(&held, &target);
         let total = target.values().sum::<u64>() - first;
@@ -769,10 +803,19 @@ impl<P: Projection> ProjectionRunner<P> {
 
     /// Open the view's file (laid out, or rebuilt if another build's).
     async fn open(&self, patience: &Patience) -> Result<Arc<Mutex<ViewStore<P>>>, ServiceError> {
-        let dir = self.data_dir.clone();
-        let store = tokio::task::spawn_blocking(move || ViewStore::<P>::open(&dir))
-            .await
-            .map_err(|_| ServiceError::Task(P::NAME))??;
+        let (dir, policy, wait) = (
+            self.data_dir.clone(),
+            self.config.retry.clone(),
+            patience.clone(),
+        );
+        // Opening may meet the file busy (another process laying it out or switching it to WAL).
+        let store = tokio::task::spawn_blocking(move || {
+            retry_blocking(&policy, &wait, "opening a view's file", || {
+                ViewStore::<P>::open(&dir)
+            })
+        })
+        .await
+        .map_err(|_| ServiceError::Task(P::NAME))??;
         if let Until::Elapsed(limit) = patience {
             store.set_busy_timeout((*limit).min(BUSY_TIMEOUT))?;
         }
@@ -792,10 +835,10 @@ impl<P: Projection> ProjectionRunner<P> {
     /// The topics' ends now, measured last topic first: an event's causes are on earlier
     /// topics, so their ends, measured later, are past them (see `Source::topics`). A topic
     /// that does not exist yet has no records.
-    async fn ends(&self) -> Result<Positions, ServiceError> {
+    async fn ends(&self, patience: &Patience) -> Result<Positions, ServiceError> {
         let mut target = Positions::new();
         for topic in P::Source::topics().iter().rev() {
-            let ends = match self.log.end_offsets(topic).await {
+            let ends = match self.end_offsets(topic, patience).await {
                 Err(LogError::UnknownTopic(_)) => continue,
                 other => other?,
             };
@@ -829,7 +872,7 @@ impl<P: Projection> ProjectionRunner<P> {
                     .filter(|(tp, _)| tp.topic == topic)
                     .map(|(_, end)| *end)
                     .collect(),
-                None => match self.log.end_offsets(&topic).await {
+                None => match self.end_offsets(&topic, patience).await {
                     Err(LogError::UnknownTopic(_)) => continue,
                     other => other?,
                 },
@@ -844,10 +887,20 @@ impl<P: Projection> ProjectionRunner<P> {
                     continue;
                 }
                 let max = (end - from).min(self.config.batch_max as u64) as usize;
-                let mut page = self.log.read(&topic, tp.partition, from, max).await?;
+                let mut page = self.read(&topic, tp.partition, from, max, patience).await?;
                 page.retain(|r| r.offset < end);
-                if page.is_empty() {
+                let Some(first) = page.first().map(|r| r.offset) else {
                     continue;
+                };
+                if first > from {
+                    tracing::warn!(
+                        view = P::NAME,
+                        topic = %topic,
+                        partition = tp.partition,
+                        from,
+                        first,
+                        "the log no longer holds these records (retention?): the view goes on without them"
+                    );
                 }
                 moved += page.len() as u64;
                 report.records += page.len() as u64;
@@ -855,6 +908,36 @@ impl<P: Projection> ProjectionRunner<P> {
             }
         }
         Ok(moved)
+    }
+
+    /// The log's [`EventLog::end_offsets`], tried again through a transient failure for as long
+    /// as `patience` allows.
+    async fn end_offsets(&self, topic: &str, patience: &Patience) -> Result<Vec<u64>, LogError> {
+        retry(
+            &self.config.retry,
+            patience,
+            "a view's read of the topic ends",
+            || self.log.end_offsets(topic),
+        )
+        .await
+    }
+
+    /// The log's [`EventLog::read`], tried again the same way.
+    async fn read(
+        &self,
+        topic: &str,
+        partition: u32,
+        from: u64,
+        max: usize,
+        patience: &Patience,
+    ) -> Result<Vec<Record>, LogError> {
+        retry(
+            &self.config.retry,
+            patience,
+            "a view's read of the log",
+            || self.log.read(topic, partition, from, max),
+        )
+        .await
     }
 
     /// Read every skipped record again and apply those this build can read now. A partition's
@@ -885,7 +968,10 @@ impl<P: Projection> ProjectionRunner<P> {
                 let mut from = first;
                 while from <= last {
                     let max = (last + 1 - from).min(self.config.batch_max as u64) as usize;
-                    let page = match self.log.read(&tp.topic, tp.partition, from, max).await {
+                    let page = match self
+                        .read(&tp.topic, tp.partition, from, max, patience)
+                        .await
+                    {
                         Ok(page) => page,
                         // The topic or partition is gone: nothing to read again.
                         Err(LogError::UnknownTopic(_) | LogError::UnknownPartition { .. }) => break,
@@ -977,6 +1063,8 @@ impl<P: Projection> ProjectionRunner<P> {
 
 /// How often a following view shows its position to its group.
 const SHOW_EVERY: Duration = Duration::from_secs(1);
+/// How long a stopping view tries to show its last position to its group.
+const SHOW_AT_STOP: Duration = Duration::from_secs(2);
 
 /// What a view last showed its group.
 #[derive(Default)]
@@ -1831,5 +1919,143 @@ mod tests {
             .unwrap();
         assert!(status.request.is_some(), "{status:?}");
         assert!(status.teams[0].decision.is_some(), "{status:?}");
+    }
+
+    /// A log that fails the first `failing` reads as a broker that is away would, and no longer
+    /// holds `returnOrders`' records below `held_from` (retention).
+    struct Lossy {
+        inner: Arc<dyn EventLog>,
+        failing: std::sync::atomic::AtomicU32,
+        held_from: u64,
+    }
+
+    #[async_trait]
+    impl Wrapper for Lossy {
+        fn inner(&self) -> &Arc<dyn EventLog> {
+            &self.inner
+        }
+        async fn read(
+            &self,
+            topic: &str,
+            partition: u32,
+            offset: u64,
+            max: usize,
+        ) -> Result<Vec<Record>, LogError> {
+            use std::sync::atomic::Ordering;
+            if self
+                .failing
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+            {
+                return Err(LogError::Timeout {
+                    op: "fetch",
+                    seconds: 0,
+                });
+            }
+            let from = match topic {
+                RETURN_ORDERS => offset.max(self.held_from),
+                _ => offset,
+            };
+            self.inner.read(topic, partition, from, max).await
+        }
+    }
+
+    /// A catch-up (`returns status`, `stats`) rides out reads that fail for a while, within
+    /// its patience, instead of failing on the first.
+    #[tokio::test]
+    async fn a_catch_up_rides_out_reads_that_fail_for_a_while() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = sqlite_log(dir.path()).await;
+        publish(&log, 0..30).await;
+        let flaky: Arc<dyn EventLog> = Arc::new(Lossy {
+            inner: Arc::clone(&log),
+            failing: 4.into(),
+            held_from: 0,
+        });
+        let done = runner::<Counter>(&flaky, dir.path())
+            .with_config(ProjectionConfig {
+                retry: RetryPolicy {
+                    first_backoff: Duration::from_millis(1),
+                    max_backoff: Duration::from_millis(5),
+                    ..RetryPolicy::default()
+                },
+                ..ProjectionConfig::default()
+            })
+            .catch_up()
+            .await
+            .unwrap();
+        assert_eq!(done.counts.applied, 30);
+        assert_eq!(counted_at(dir.path()), 30);
+    }
+
+    /// Records the log no longer holds (retention deleted them) are passed over with a warning:
+    /// the view reads from the first record still held and finishes.
+    #[tokio::test]
+    async fn a_view_goes_on_past_records_the_log_no_longer_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = sqlite_log(dir.path()).await;
+        publish(&log, 0..90).await;
+        let lossy: Arc<dyn EventLog> = Arc::new(Lossy {
+            inner: Arc::clone(&log),
+            failing: 0.into(),
+            held_from: 20,
+        });
+        let mut expected = 0;
+        for (partition, end) in log
+            .end_offsets(RETURN_ORDERS)
+            .await
+            .unwrap()
+            .into_iter()
+            .enumerate()
+        {
+            let held = log
+                .read(RETURN_ORDERS, partition as u32, 20, end as usize)
+                .await
+                .unwrap();
+            expected += held
+                .iter()
+                .filter(|r| r.payload != b"not a request")
+                .count() as u64;
+        }
+        assert!(expected > 0 && expected < 90, "{expected}");
+        runner::<Counter>(&lossy, dir.path())
+            .with_config(ProjectionConfig {
+                batch_max: 7,
+                stall_timeout: Duration::from_secs(5),
+                ..ProjectionConfig::default()
+            })
+            .catch_up()
+            .await
+            .expect("the catch-up finishes");
+        assert_eq!(counted_at(dir.path()), expected);
+    }
+
+    /// A file laid out by a newer build is not touched: opening it is an error that says so.
+    #[test]
+    fn a_file_of_a_newer_layout_is_refused_not_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(ViewStore::<Counter>::open(dir.path()).unwrap());
+        let path = dir.path().join(format!("{}.db", Counter::NAME));
+        let db = Connection::open(&path).unwrap();
+        db.execute_batch("CREATE TABLE newer (x INTEGER); PRAGMA user_version = 99;")
+            .unwrap();
+        drop(db);
+        let e = ViewStore::<Counter>::open(dir.path())
+            .err()
+            .expect("refused");
+        assert!(
+            matches!(e, ServiceError::NewerLayout { found: 99, .. }),
+            "{e}"
+        );
+        assert!(e.to_string().contains("newer build"), "{e}");
+        let db = Connection::open(&path).unwrap();
+        let kept: bool = db
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name = 'newer')",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(kept);
     }
 }

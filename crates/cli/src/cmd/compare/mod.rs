@@ -252,7 +252,10 @@ impl Runner<'_> {
         let mut es_tasks = Vec::new();
         let started = clock.started();
         for i in 0..self.args.returns {
-            if self.interrupted.is_cancelled() {
+            if self.interrupted.is_cancelled()
+                || outages.is_finished()
+                || running.stopped_on_its_own().is_some()
+            {
                 break;
             }
             let due = started + Duration::from_secs_f64(i as f64 / self.args.rate);
@@ -384,6 +387,11 @@ async fn follow_outages(
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
     while !stop.is_cancelled() {
+        // A team that failed is not taken offline and back as if nothing happened: the run
+        // would report a model that lost a team as a valid one.
+        if let Some(team) = teams.stopped_on_its_own() {
+            bail!("the {team} team stopped on its own during the run");
+        }
         for (team, faults) in &schedules {
             let up = !faults.is_down();
             if teams.state(*team).is_some_and(|s| s.online != up) {
