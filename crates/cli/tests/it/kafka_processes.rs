@@ -4,7 +4,7 @@
 //! effect per return. A plain JSON line typed into Kafka's own console producer (the brief's
 //! quickstart) is handled by all four teams too.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -182,15 +182,7 @@ async fn one_process_per_team_survives_a_team_stopping_and_catches_up() {
             "{team}: returns with more than one effect: {doubled:?}"
         );
         // Every effect also reached the team's own topic, once.
-        let mut events: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        log.for_each_record(&team_topic(team), &mut |r| {
-            events
-                .entry(r.header("ce_correlationid").unwrap_or("?").to_string())
-                .or_default()
-                .push(r.header("ce_id").unwrap_or("?").to_string());
-        })
-        .await
-        .unwrap();
+        let events = common::event_ids_per_return(&log, team).await;
         let on_topic: BTreeSet<String> = events.keys().cloned().collect();
         assert_eq!(
             on_topic

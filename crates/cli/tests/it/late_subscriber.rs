@@ -184,15 +184,7 @@ async fn trace(log: &Arc<dyn EventLog>, data: &Path, team: &str) -> TeamTrace {
         "quality" => effects::<Quality>(data),
         other => panic!("no team {other}"),
     };
-    let mut events: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    log.for_each_record(&team_topic(team), &mut |r| {
-        events
-            .entry(r.header("ce_correlationid").unwrap_or("?").to_string())
-            .or_default()
-            .push(r.header("ce_id").unwrap_or("?").to_string());
-    })
-    .await
-    .unwrap();
+    let events = crate::common::event_ids_per_return(log, team).await;
     TeamTrace {
         committed: log
             .committed(&team_group(team), RETURN_ORDERS)

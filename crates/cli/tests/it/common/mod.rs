@@ -253,6 +253,23 @@ fn effects<T: Team>(data: &Path) -> HashMap<String, u64> {
         .expect("read a team's effects")
 }
 
+/// The event ids on a team's own topic, per return (its correlation id).
+pub async fn event_ids_per_return(
+    log: &Arc<dyn EventLog>,
+    team: &str,
+) -> BTreeMap<String, Vec<String>> {
+    let mut events: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    log.for_each_record(&returns_eventlog::team_topic(team), &mut |r| {
+        events
+            .entry(r.header("ce_correlationid").unwrap_or("?").to_string())
+            .or_default()
+            .push(r.header("ce_id").unwrap_or("?").to_string());
+    })
+    .await
+    .unwrap();
+    events
+}
+
 /// Every team's store has exactly one effect for each of `returns`, and none for anything else.
 pub fn assert_one_effect_per_return(data: &Path, returns: &BTreeSet<String>) {
     for (team, per_return) in [
