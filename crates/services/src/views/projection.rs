@@ -63,7 +63,7 @@ use returns_eventlog::{
 use rusqlite::{params, Connection, Transaction, TransactionBehavior};
 use tokio_util::sync::CancellationToken;
 
-use crate::retry::{pause, retry, retry_blocking, Backoff, RetryPolicy, Until};
+use crate::retry::{pause, retry, retry_blocking, RetryPolicy, Until};
 use crate::team::store::store_error;
 use crate::{ServiceError, TeamName};
 
@@ -716,34 +716,23 @@ impl<P: Projection> ProjectionRunner<P> {
         let store = self.open(&patience).await?;
         self.retry_skipped(&store, &patience, &mut report).await?;
         tracing::info!(view = P::NAME, "following its topics");
-        let mut backoff = Backoff::new(&self.config.retry);
         let mut shown = Shown::default();
+        // Every read and every write keeps trying through a transient failure until the stop
+        // (`patience`), so an error out of a round is one that no retry mends.
         while !shutdown.is_cancelled() {
             // A stop does not wait for a read the log is slow to answer (a broker gone): what
             // this round applied is in the file; the rest is read at the next start.
-            let round = tokio::select! {
+            let moved = tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
-                round = self.read_round(&store, None, &patience, &mut report) => round,
+                round = self.round(&store, None, &patience, &mut report) => round?,
             };
-            let moved = match round {
-                Ok(moved) => moved,
-                Err(e) if e.is_transient() && !shutdown.is_cancelled() => {
-                    let wait = backoff.next_pause();
-                    tracing::warn!(view = P::NAME, error = %e, retry_in = ?wait, "reading the log failed; retrying");
-                    pause(wait, shutdown).await;
-                    continue;
-                }
-                Err(e) => return Err(e),
-            };
-            backoff = Backoff::new(&self.config.retry);
             self.show(&store, &mut shown, false).await;
             if moved == 0 {
                 pause(self.config.poll_timeout, shutdown).await;
             }
         }
-        // Only the lag shown to the group: not worth a slow stop when the log does not answer.
-        let _ = tokio::time::timeout(SHOW_AT_STOP, self.show(&store, &mut shown, true)).await;
+        self.show_last(&store, &mut shown).await;
         tracing::info!(view = P::NAME, "stopped cleanly");
         Ok(())
     }
@@ -759,12 +748,11 @@ impl<P: Projection> ProjectionRunner<P> {
         let store = self.open(&patience).await?;
         self.retry_skipped(&store, &patience, &mut report).await?;
         let target = self.ends(&patience).await?;
-        let held = on_store(&store, &patience, &self.config.retry, |s| s.positions()).await?;
+        let mut held = self.positions(&store, &patience).await?;
         let first = reached(&held, &target);
         let total = target.values().sum::<u64>() - first;
         let mut last_moved = (first, Instant::now());
         loop {
-            let held = on_store(&store, &patience, &self.config.retry, |s| s.positions()).await?;
             let done = reached(&held, &target);
             if let Some(progress) = &self.progress {
                 progress(CatchUpProgress {
@@ -789,13 +777,14 @@ impl<P: Projection> ProjectionRunner<P> {
                 }));
             }
             let moved = self
-                .read_round(&store, Some(&target), &patience, &mut report)
+                .read_round(&store, &held, Some(&target), &patience, &mut report)
                 .await?;
             if moved == 0 {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
+            held = self.positions(&store, &patience).await?;
         }
-        self.show(&store, &mut Shown::default(), true).await;
+        self.show_last(&store, &mut Shown::default()).await;
         report.elapsed = started.elapsed();
         tracing::info!(view = P::NAME, ?report, "caught up");
         Ok(report)
@@ -853,17 +842,39 @@ impl<P: Projection> ProjectionRunner<P> {
         Ok(target)
     }
 
-    /// One page of every partition that has records past the file's position (up to `target`,
-    /// if given), in the order of [`Source::topics`], each page applied in its own transaction.
-    /// How many records were applied.
-    async fn read_round(
+    /// How far the file has read.
+    async fn positions(
+        &self,
+        store: &Arc<Mutex<ViewStore<P>>>,
+        patience: &Patience,
+    ) -> Result<Positions, ServiceError> {
+        on_store(store, patience, &self.config.retry, |s| s.positions()).await
+    }
+
+    /// [`Self::read_round`] from where the file stands now.
+    async fn round(
         &self,
         store: &Arc<Mutex<ViewStore<P>>>,
         target: Option<&Positions>,
         patience: &Patience,
         report: &mut CatchUp,
     ) -> Result<u64, ServiceError> {
-        let held = on_store(store, patience, &self.config.retry, |s| s.positions()).await?;
+        let held = self.positions(store, patience).await?;
+        self.read_round(store, &held, target, patience, report)
+            .await
+    }
+
+    /// One page of every partition that has records past the file's position (up to `target`,
+    /// if given), in the order of [`Source::topics`], each page applied in its own transaction.
+    /// How many records were applied.
+    async fn read_round(
+        &self,
+        store: &Arc<Mutex<ViewStore<P>>>,
+        held: &Positions,
+        target: Option<&Positions>,
+        patience: &Patience,
+        report: &mut CatchUp,
+    ) -> Result<u64, ServiceError> {
         let mut moved = 0;
         for topic in P::Source::topics() {
             let ends = match target {
@@ -1029,8 +1040,18 @@ impl<P: Projection> ProjectionRunner<P> {
 
     /// Show how far the file is as its group's committed positions, so the group's lag is the
     /// view's ([`EventLog::commit_outside`]); at most once a second unless `now`. Only for
-    /// reading: the view's position is its file's, and a failure here is logged and skipped.
+    /// reading: the view's position is its file's. The commit runs in the background, one at a
+    /// time, so a log slow to take it (a coordinator gone) never holds up the view's reading;
+    /// a failure is logged and the next show tries again.
     async fn show(&self, store: &Arc<Mutex<ViewStore<P>>>, shown: &mut Shown, now: bool) {
+        if shown.in_flight.as_ref().is_some_and(|t| !t.is_finished()) {
+            return;
+        }
+        if let Some(done) = shown.in_flight.take() {
+            if let Ok(Some(positions)) = done.await {
+                shown.positions = positions;
+            }
+        }
         if !now && shown.at.is_some_and(|at| at.elapsed() < SHOW_EVERY) {
             return;
         }
@@ -1052,12 +1073,31 @@ impl<P: Projection> ProjectionRunner<P> {
         if moved.is_empty() {
             return;
         }
-        match self.log.commit_outside(P::GROUP, &moved).await {
-            Ok(()) => shown.positions = held,
-            Err(e) => {
-                tracing::debug!(view = P::NAME, error = %e, "could not show the view's position to its group")
+        let log = Arc::clone(&self.log);
+        shown.in_flight = Some(tokio::spawn(async move {
+            match log.commit_outside(P::GROUP, &moved).await {
+                Ok(()) => Some(held),
+                Err(e) => {
+                    tracing::warn!(view = P::NAME, error = %e, "could not show the view's position to its group (its lag is stale; the view goes on)");
+                    None
+                }
             }
-        }
+        }));
+    }
+
+    /// The last show, at a stop or at the end of a catch-up: given [`SHOW_AT_STOP`] to land,
+    /// not more (it is only the lag).
+    async fn show_last(&self, store: &Arc<Mutex<ViewStore<P>>>, shown: &mut Shown) {
+        let last = async {
+            if let Some(earlier) = shown.in_flight.take() {
+                let _ = earlier.await;
+            }
+            self.show(store, shown, true).await;
+            if let Some(this) = shown.in_flight.take() {
+                let _ = this.await;
+            }
+        };
+        let _ = tokio::time::timeout(SHOW_AT_STOP, last).await;
     }
 }
 
@@ -1066,11 +1106,12 @@ const SHOW_EVERY: Duration = Duration::from_secs(1);
 /// How long a stopping view tries to show its last position to its group.
 const SHOW_AT_STOP: Duration = Duration::from_secs(2);
 
-/// What a view last showed its group.
+/// What a view last showed its group, and the show under way.
 #[derive(Default)]
 struct Shown {
     at: Option<Instant>,
     positions: Positions,
+    in_flight: Option<tokio::task::JoinHandle<Option<Positions>>>,
 }
 
 /// Records below `target` the file has reached.
@@ -2057,5 +2098,51 @@ mod tests {
             )
             .unwrap();
         assert!(kept);
+    }
+
+    /// A log that never answers a commit from outside a group (a coordinator gone).
+    struct Unshown(Arc<dyn EventLog>);
+
+    #[async_trait]
+    impl Wrapper for Unshown {
+        fn inner(&self) -> &Arc<dyn EventLog> {
+            &self.0
+        }
+        async fn commit_outside(&self, _: &str, _: &[Position]) -> Result<(), LogError> {
+            std::future::pending().await
+        }
+    }
+
+    /// Showing the view's lag to its group is background work: a log that never takes that
+    /// commit does not stop the view reading, and does not keep it from stopping.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lag_commit_that_never_answers_holds_up_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = sqlite_log(dir.path()).await;
+        let stuck: Arc<dyn EventLog> = Arc::new(Unshown(Arc::clone(&log)));
+        let stop = CancellationToken::new();
+        let view = tokio::spawn(
+            runner::<Counter>(&stuck, dir.path())
+                .with_config(ProjectionConfig {
+                    batch_max: 10,
+                    poll_timeout: Duration::from_millis(20),
+                    ..ProjectionConfig::default()
+                })
+                .run(stop.clone()),
+        );
+        for chunk in 0..4 {
+            publish(&log, chunk * 10..chunk * 10 + 10).await;
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while counted_at(dir.path()) < (chunk + 1) * 10 {
+                assert!(Instant::now() < deadline, "the view stopped reading");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        stop.cancel();
+        tokio::time::timeout(Duration::from_secs(30), view)
+            .await
+            .expect("the view stops although its last lag commit never lands")
+            .unwrap()
+            .unwrap();
     }
 }
