@@ -67,11 +67,6 @@ impl Pipeline {
         })
     }
 
-    /// The relay's counters (`relayed`: what it appended).
-    pub fn relay_metrics(&self) -> Arc<TeamMetrics> {
-        Arc::clone(&self.relay.metrics)
-    }
-
     /// Run these teams, each with its counters.
     pub fn with_teams(self, teams: impl IntoIterator<Item = (TeamName, Arc<TeamMetrics>)>) -> Self {
         self.with_scheduled_teams(
@@ -183,22 +178,6 @@ impl Running {
             return Some(name);
         }
         self.teams.stopped_on_its_own().map(TeamName::as_str)
-    }
-
-    /// Waits until `shutdown`, or until a part stops on its own (then its name).
-    pub async fn until(&self, shutdown: &CancellationToken) -> Option<&'static str> {
-        loop {
-            if shutdown.is_cancelled() {
-                return None;
-            }
-            if let Some(part) = self.stopped_on_its_own() {
-                return Some(part);
-            }
-            tokio::select! {
-                _ = shutdown.cancelled() => {}
-                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
-            }
-        }
     }
 
     /// Stops the relay (it empties the outbox first, for at most `relay_grace`), then the
