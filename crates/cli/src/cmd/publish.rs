@@ -109,9 +109,11 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     let url = global.check_log_url()?;
     let described = global.describe_log();
     let shutdown = shutdown::on_signal();
-    let mut log = LogOpener::start(url, shutdown.clone(), global.data_dir_without_log());
+    // Where the stores are when that is known before the log answers.
+    let known = global.data_dir_without_log();
+    let mut log = LogOpener::start(url, shutdown.clone(), known.clone());
 
-    let data = match global.data_dir_without_log() {
+    let data = match known {
         Some(dir) => dir,
         None if args.no_wait => bail!(
             "cannot accept returns with --no-wait for {described} without --data: the stores of a \

@@ -90,8 +90,10 @@ pub async fn run(global: &Global, args: Args) -> anyhow::Result<()> {
     let local = listener.local_addr().context("the listening address")?;
     let shutdown = shutdown::on_signal();
 
-    let mut log = LogOpener::start(url, shutdown.clone(), global.data_dir_without_log());
-    let data = match global.data_dir_without_log() {
+    // Where the stores are when that is known before the log answers.
+    let known = global.data_dir_without_log();
+    let mut log = LogOpener::start(url, shutdown.clone(), known.clone());
+    let data = match known {
         Some(dir) => dir,
         None => {
             eprintln!(

@@ -11,6 +11,7 @@ mod schema;
 mod subscription;
 mod writer;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -250,9 +251,18 @@ impl EventLog for SqliteLog {
     }
 
     async fn commit_outside(&self, group: &str, positions: &[Position]) -> Result<(), LogError> {
+        // One look-up per topic (a view shows a few partitions of each).
+        let mut topics: HashMap<&str, TopicInfo> = HashMap::new();
         let mut resolved = Vec::with_capacity(positions.len());
         for pos in positions {
-            let info = self.shared.ensure_topic(&pos.topic).await?;
+            let info = match topics.get(pos.topic.as_str()) {
+                Some(info) => *info,
+                None => {
+                    let info = self.shared.ensure_topic(&pos.topic).await?;
+                    topics.insert(&pos.topic, info);
+                    info
+                }
+            };
             if pos.partition >= info.partitions {
                 return Err(LogError::UnknownPartition {
                     topic: pos.topic.clone(),
